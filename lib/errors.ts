@@ -1,0 +1,77 @@
+// Every error class lib/ throws or emits, and the one builder for errors that come from native
+// system calls (shaped like Node's own: code, errno, syscall, address, port).
+import { getSystemErrorName } from 'node:util';
+
+/** Malformed PROXY protocol bytes. `code` is a stable string naming the fault. */
+export class ProxyProtocolError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.name = 'ProxyProtocolError';
+    this.code = code;
+  }
+}
+
+/** A createProxy option (or CLI flag) with a bad value. The message names it and shows an example. */
+export class InvalidOptionError extends TypeError {
+  readonly code = 'ERR_MMPROXY_INVALID_OPTION';
+  readonly option: string;
+  constructor(option: string, message: string) {
+    super(message);
+    this.name = 'InvalidOptionError';
+    this.option = option;
+  }
+}
+
+/** An allowlist that cannot be used: unreadable file, bad line, no entries. */
+export class AllowlistError extends Error {
+  readonly code = 'ERR_MMPROXY_ALLOWLIST';
+  readonly file: string | undefined;
+  readonly line: number | undefined;
+  constructor(message: string, details: { file?: string; line?: number; cause?: unknown } = {}) {
+    super(message, details.cause === undefined ? undefined : { cause: details.cause });
+    this.name = 'AllowlistError';
+    this.file = details.file;
+    this.line = details.line;
+  }
+}
+
+export interface SystemErrorDetails {
+  /** Positive errno as the kernel reported it. */
+  errno: number;
+  /** The call that failed, with its arguments: "setsockopt(IPPROTO_IP, IP_TRANSPARENT, 1)". */
+  syscall: string;
+  address?: string;
+  port?: number;
+  /** Appended to the message: what the user can do about it. */
+  hint?: string;
+}
+
+export interface SystemError extends Error {
+  code: string;
+  errno: number;
+  syscall: string;
+  address?: string;
+  port?: number;
+}
+
+/** Builds an Error shaped like Node's system errors from a native failure record. */
+export function systemError(d: SystemErrorDetails): SystemError {
+  let code: string;
+  try {
+    code = getSystemErrorName(-d.errno);
+  } catch {
+    code = `E${d.errno}`;
+  }
+  const where =
+    d.address === undefined ? '' : ` ${d.address}${d.port === undefined ? '' : `:${d.port}`}`;
+  const err = new Error(
+    `${d.syscall} failed: ${code}${where}${d.hint ? `. ${d.hint}` : ''}`,
+  ) as SystemError;
+  err.code = code;
+  err.errno = -d.errno;
+  err.syscall = d.syscall;
+  if (d.address !== undefined) err.address = d.address;
+  if (d.port !== undefined) err.port = d.port;
+  return err;
+}

@@ -1,0 +1,3 @@
+// The package's public entry point.
+export { ProxyProtocolError, InvalidOptionError, AllowlistError } from './errors.js';
+export type { SystemError } from './errors.js';

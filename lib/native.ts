@@ -1,0 +1,80 @@
+// The one place that loads the native addon, with the typed interface the rest of lib/ uses.
+// Importing this module never throws: where the addon cannot load, `loadNative()` throws a clear
+// error and everything that does not need the addon (the header codec) keeps working.
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+/** The version of the JS ↔ native interface this build of lib/ speaks. */
+export const NATIVE_INTERFACE_VERSION = 1;
+
+export interface ProbeResult {
+  ok: boolean;
+  errno?: number;
+  syscall?: string;
+}
+
+export interface NativeAddon {
+  interfaceVersion: number;
+  /** Whether this process may create a transparent socket of the family (IP_TRANSPARENT). */
+  probeTransparent(family: 4 | 6): ProbeResult;
+}
+
+const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+let cached: { addon: NativeAddon } | { error: Error } | undefined;
+
+/** Why the addon cannot be used here, or null when it can. */
+export function nativeUnavailableReason(): Error | null {
+  const state = load();
+  return 'error' in state ? state.error : null;
+}
+
+/** The addon; throws an Error with code ERR_MMPROXY_NATIVE_UNAVAILABLE when it cannot load. */
+export function loadNative(): NativeAddon {
+  const state = load();
+  if ('error' in state) throw state.error;
+  return state.addon;
+}
+
+function unavailable(message: string, cause?: unknown): Error {
+  const err = new Error(message, cause === undefined ? undefined : { cause });
+  (err as NodeJS.ErrnoException).code = 'ERR_MMPROXY_NATIVE_UNAVAILABLE';
+  return err;
+}
+
+function load(): { addon: NativeAddon } | { error: Error } {
+  if (cached) return cached;
+  if (process.platform !== 'linux' || process.env.MMPROXY_FORCE_NO_NATIVE === '1') {
+    const platform = process.env.MMPROXY_FORCE_NO_NATIVE === '1' ? 'this test' : process.platform;
+    cached = {
+      error: unavailable(
+        `mmproxy-native's proxy needs Linux (IP_TRANSPARENT and splice()); it cannot run on ` +
+          `${platform}. The PROXY header codec (decodeHeader, encodeHeader) works everywhere.`,
+      ),
+    };
+    return cached;
+  }
+  try {
+    const require = createRequire(import.meta.url);
+    const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
+    const addon = nodeGypBuild(packageRoot) as NativeAddon;
+    if (addon.interfaceVersion !== NATIVE_INTERFACE_VERSION) {
+      throw new Error(
+        `the addon speaks interface ${String(addon.interfaceVersion)}, ` +
+          `lib/ needs ${NATIVE_INTERFACE_VERSION}`,
+      );
+    }
+    cached = { addon };
+  } catch (cause) {
+    cached = {
+      error: unavailable(
+        `mmproxy-native could not load its native addon (${(cause as Error).message}). ` +
+          `Reinstall the package so that its prebuild or a source build is used ` +
+          `(npm rebuild mmproxy-native; a source build needs python3, make and a C++17 compiler).`,
+        cause,
+      ),
+    };
+  }
+  return cached;
+}

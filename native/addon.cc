@@ -1,0 +1,41 @@
+// N-API entry point: module registration and the per-environment Addon state.
+// Runs on the JavaScript thread only.
+#include <napi.h>
+
+#include "probe.h"
+
+namespace mmproxy {
+
+namespace {
+
+constexpr int kInterfaceVersion = 1;
+
+Napi::Value ProbeTransparent(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int family = info[0].As<Napi::Number>().Int32Value() == 6 ? 6 : 4;
+  ProbeResult r = probe_transparent(family);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("ok", Napi::Boolean::New(env, r.err == 0));
+  if (r.err != 0) {
+    out.Set("errno", Napi::Number::New(env, r.err));
+    out.Set("syscall", Napi::String::New(env, r.syscall));
+  }
+  return out;
+}
+
+}  // namespace
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  // lib/native.ts refuses an addon whose interface version it does not know.
+  exports.Set("interfaceVersion", Napi::Number::New(env, kInterfaceVersion));
+  exports.Set("probeTransparent", Napi::Function::New(env, ProbeTransparent, "probeTransparent"));
+  return exports;
+}
+
+}  // namespace mmproxy
+
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
+  return mmproxy::Init(env, exports);
+}
+
+NODE_API_MODULE(mmproxy_native, InitModule)
