@@ -14,10 +14,79 @@ export interface ProbeResult {
   syscall?: string;
 }
 
+export interface NativeEndpoint {
+  address: string;
+  port: number;
+}
+
+export interface NativeEngineConfig {
+  listen: NativeEndpoint;
+  listeners: number;
+  workers: number;
+  headerTimeoutMs: number;
+  /** 0: unlimited. */
+  maxConnections: number;
+}
+
+/** [id, peerAddress, peerPort, localAddress, localPort, headerBytes] */
+export type NativeHeaderRecord = [number, string, number, string, number, Buffer];
+/** [id, errno (positive), syscall, address, port]: an admitted connection's upstream failed. */
+export type NativeErrorRecord = [number, number, string, string, number];
+/** Reject: [id, reasonIndex]. Admit: [id, -1, sourceAddress, sourcePort, targetAddress, targetPort, mark]. */
+export type NativeDecision = [number, number] | [number, -1, string, number, string, number, number];
+
+/** The order of native/counters.h's RejectReason: decisions carry the index. */
+export const NATIVE_REJECT_REASONS = [
+  'notAllowed',
+  'badHeader',
+  'headerTimeout',
+  'spoofRefused',
+  'localRejected',
+  'routeRejected',
+  'maxConnections',
+] as const;
+
+export interface NativeStats {
+  accepted: number;
+  active: number;
+  admitted: number;
+  rejected: Record<(typeof NATIVE_REJECT_REASONS)[number], number>;
+  upstreamFailures: number;
+  ephemeralPortRetries: number;
+  bytesFromClients: number;
+  bytesFromUpstreams: number;
+  acceptErrors: number;
+}
+
+export interface NativeEngine {
+  /** Opens the listeners and starts the workers; throws an Error with errno/syscall/address/port. */
+  listen(): NativeEndpoint & { family: 'IPv4' | 'IPv6' };
+  decide(decisions: NativeDecision[]): void;
+  setAllowlist(table: Uint8Array | null): void;
+  stats(): NativeStats;
+  /** Stops accepting now, drains up to drainMs, joins the workers. */
+  close(drainMs: number): Promise<void>;
+  /** Ends a running close()'s drain now. */
+  hurry(): void;
+  ref(): void;
+  unref(): void;
+}
+
 export interface NativeAddon {
   interfaceVersion: number;
   /** Whether this process may create a transparent socket of the family (IP_TRANSPARENT). */
   probeTransparent(family: 4 | 6): ProbeResult;
+  /** One TCP connection to target, from a spoofed source (transparent) or plainly when null. */
+  connectFrom(
+    source: NativeEndpoint | null,
+    target: NativeEndpoint,
+    mark: number,
+    timeoutMs: number,
+  ): Promise<ProbeResult>;
+  Engine: new (
+    config: NativeEngineConfig,
+    onBatch: (headers: NativeHeaderRecord[], errors: NativeErrorRecord[]) => void,
+  ) => NativeEngine;
 }
 
 const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');

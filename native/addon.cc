@@ -2,6 +2,7 @@
 // Runs on the JavaScript thread only.
 #include <napi.h>
 
+#include "binding.h"
 #include "probe.h"
 
 namespace mmproxy {
@@ -29,6 +30,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // lib/native.ts refuses an addon whose interface version it does not know.
   exports.Set("interfaceVersion", Napi::Number::New(env, kInterfaceVersion));
   exports.Set("probeTransparent", Napi::Function::New(env, ProbeTransparent, "probeTransparent"));
+  init_engine(env, exports);
+  init_connect_check(env, exports);
   return exports;
 }
 

@@ -1,0 +1,60 @@
+// The shapes a running Proxy reports: connection and rejection records, stats, events.
+import type { ProxyHeader } from './proxy-header.js';
+
+export interface Endpoint {
+  address: string;
+  port: number;
+}
+
+export interface BoundAddress extends Endpoint {
+  family: 'IPv4' | 'IPv6';
+}
+
+/** Why a connection or datagram was turned away. Stable strings, used as stats keys too. */
+export type RejectReason =
+  | 'notAllowed' // the load balancer's address is outside the allowlist (decided in native code)
+  | 'badHeader' // the PROXY header is malformed
+  | 'headerTimeout' // the header did not complete within headerTimeout
+  | 'spoofRefused' // the header's source must never be spoofed (loopback, multicast, this host…)
+  | 'localRejected' // LOCAL/UNKNOWN header while the `local` option is 'reject'
+  | 'routeRejected' // the user's route hook refused it
+  | 'maxConnections'; // maxConnections live connections already
+
+export interface ConnectionInfo {
+  id: number;
+  protocol: 'tcp' | 'udp';
+  /** The peer of the accepted connection or datagram. */
+  loadBalancer: Endpoint;
+  /** The client named by the header; null for LOCAL and UNKNOWN. */
+  client: Endpoint | null;
+  /** The address the upstream connection is made from (client, or the load balancer's address). */
+  source: Endpoint;
+  target: Endpoint;
+  header: ProxyHeader;
+}
+
+export interface RejectInfo {
+  protocol: 'tcp' | 'udp';
+  reason: RejectReason;
+  loadBalancer: Endpoint;
+  /** The decoded header, when there was one. */
+  header?: ProxyHeader;
+  /** Details: the ProxyProtocolError for badHeader, the route hook's error, … */
+  error?: Error;
+}
+
+export interface ProxyStats {
+  /** TCP connections accepted / UDP flows opened, ever. */
+  accepted: number;
+  /** Connections (TCP) or flows (UDP) alive now. */
+  active: number;
+  /** Admitted and handed to the relay, ever. */
+  admitted: number;
+  rejected: Record<RejectReason, number>;
+  /** Upstream connect/socket failures (refused, unreachable, timed out, bind failed). */
+  upstreamFailures: number;
+  /** Client address:port already in use toward the target: retried from an ephemeral port. */
+  ephemeralPortRetries: number;
+  bytesFromClients: number;
+  bytesFromUpstreams: number;
+}

@@ -1,0 +1,47 @@
+// Counters: one block per worker, written only by that worker (relaxed atomics, no sharing of
+// cache lines between writers) and summed by the JavaScript thread when stats() is called.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace mmproxy {
+
+// The order is part of the JS interface: lib/proxy.ts passes reasons by index.
+enum RejectReason : int {
+  kNotAllowed = 0,
+  kBadHeader,
+  kHeaderTimeout,
+  kSpoofRefused,
+  kLocalRejected,
+  kRouteRejected,
+  kMaxConnections,
+  kRejectReasonCount,
+};
+
+inline const char* const kRejectReasonNames[kRejectReasonCount] = {
+    "notAllowed",    "badHeader",     "headerTimeout", "spoofRefused",
+    "localRejected", "routeRejected", "maxConnections",
+};
+
+struct alignas(64) Counters {
+  std::atomic<uint64_t> accepted{0};
+  std::atomic<int64_t> active{0};
+  std::atomic<uint64_t> admitted{0};
+  std::atomic<uint64_t> rejected[kRejectReasonCount] = {};
+  std::atomic<uint64_t> upstream_failures{0};
+  std::atomic<uint64_t> ephemeral_port_retries{0};
+  std::atomic<uint64_t> bytes_from_clients{0};
+  std::atomic<uint64_t> bytes_from_upstreams{0};
+  std::atomic<uint64_t> accept_errors{0};
+
+  static void add(std::atomic<uint64_t>& c, uint64_t n) {
+    // Single writer: a load and a store are enough and cheaper than a locked add.
+    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  static void add(std::atomic<int64_t>& c, int64_t n) {
+    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+};
+
+}  // namespace mmproxy

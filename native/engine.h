@@ -1,0 +1,129 @@
+// Engine: the TCP proxy's native half — listeners, worker threads, the hand-off of headers to
+// JavaScript and of decisions back, and the counters. Plain C++; the N-API binding lives in
+// engine_binding.cc. Each member function says which thread may call it.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "allow_table.h"
+#include "counters.h"
+#include "sock_addr.h"
+#include "transparent_socket.h"
+#include "unique_fd.h"
+
+namespace mmproxy {
+
+class Worker;
+
+struct EngineConfig {
+  SockAddr listen;
+  int listeners = 1;
+  int workers = 1;
+  int64_t header_timeout_ms = 10000;
+  int64_t max_connections = 0;  // 0: unlimited
+  int backlog = 4096;
+};
+
+// Worker → JavaScript: a connection whose header bytes are complete (or show garbage).
+struct HeaderRecord {
+  double id;
+  SockAddr peer;
+  SockAddr local;
+  std::vector<uint8_t> bytes;
+};
+
+// Worker → JavaScript: an admitted connection whose upstream could not be opened.
+struct ErrorRecord {
+  double id;
+  int err;  // positive errno
+  std::string syscall;
+  SockAddr address;
+};
+
+// JavaScript → worker.
+struct Decision {
+  uint64_t id = 0;
+  bool admit = false;
+  int reason = 0;  // RejectReason when !admit
+  SockAddr source;
+  SockAddr target;
+  uint32_t mark = 0;
+};
+
+// Records waiting for JavaScript. `notify` runs when the first record lands in an empty batch,
+// so there is at most one pending call into JavaScript per batch. Any thread.
+class Outbox {
+ public:
+  struct Batch {
+    std::vector<HeaderRecord> headers;
+    std::vector<ErrorRecord> errors;
+    bool empty() const { return headers.empty() && errors.empty(); }
+  };
+  void set_notify(std::function<void()> notify) { notify_ = std::move(notify); }
+  void push(HeaderRecord&& r);
+  void push(ErrorRecord&& r);
+  Batch take();
+
+ private:
+  std::mutex mu_;
+  Batch batch_;
+  std::function<void()> notify_;
+};
+
+class Engine {
+ public:
+  explicit Engine(const EngineConfig& config);
+  ~Engine();  // stops and joins the workers if close() was not called
+
+  // JS thread: opens the listeners and starts the workers; returns 0 or -errno with err filled.
+  // Returns only once every worker thread runs.
+  int listen(SocketError* err);
+  // The first listener's bound address (JS thread, after listen()).
+  SockAddr local_address() const;
+
+  // JS thread: hand decisions to their workers (one wake-up per worker per call).
+  void decide(std::vector<Decision>&& decisions);
+  // JS thread: swap the allowlist atomically; null allows everyone.
+  void set_allowlist(std::shared_ptr<const AllowTable> table);
+  std::shared_ptr<const AllowTable> allowlist() const;
+  // Any thread: the counters of every worker, summed.
+  void stats(Counters* out) const;
+
+  // Blocking (never on the JS thread): stop accepting at once, let live connections finish
+  // until drain_deadline_ms (CLOCK_MONOTONIC milliseconds), end the rest, join every worker.
+  // Idempotent.
+  void close(int64_t drain_deadline_ms);
+  // Any thread: bring a running close() deadline forward to now.
+  void hurry();
+
+  Outbox& outbox() { return outbox_; }
+  const EngineConfig& config() const { return config_; }
+  const std::vector<UniqueFd>& listeners() const { return listeners_; }
+  std::atomic<int64_t>& live_connections() { return live_; }
+  // Worker thread: a worker has removed the listeners from its epoll set.
+  void ack_stop_accepting();
+
+ private:
+  EngineConfig config_;
+  std::vector<UniqueFd> listeners_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  Outbox outbox_;
+  std::shared_ptr<const AllowTable> allow_;  // accessed with std::atomic_load/atomic_store
+  std::atomic<int64_t> live_{0};
+  std::mutex close_mu_;
+  std::condition_variable acks_cv_;
+  std::mutex acks_mu_;
+  int acks_ = 0;
+  bool closed_ = false;
+};
+
+int64_t monotonic_ms();
+
+}  // namespace mmproxy

@@ -1,0 +1,58 @@
+// Where a PROXY protocol header ends, from its first bytes. Any thread; pure.
+#include "header_framing.h"
+
+#include <cstring>
+
+namespace mmproxy {
+
+namespace {
+
+const uint8_t kV1Prefix[] = {'P', 'R', 'O', 'X', 'Y', ' '};
+const uint8_t kV2Signature[] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
+                                0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
+
+// How many of the first n bytes agree with sig (up to its length).
+bool prefix_matches(const uint8_t* data, size_t n, const uint8_t* sig, size_t sig_len) {
+  size_t k = n < sig_len ? n : sig_len;
+  return std::memcmp(data, sig, k) == 0;
+}
+
+}  // namespace
+
+Framing frame_header(const uint8_t* data, size_t n, size_t* length) {
+  *length = 0;
+  if (n == 0) return Framing::kNeedMore;
+  if (prefix_matches(data, n, kV2Signature, sizeof kV2Signature)) {
+    if (n < kV2FixedLength) return Framing::kNeedMore;
+    // Only version 2 exists; anything else cannot become a header. The decoder names the fault.
+    if ((data[12] & 0xF0) != 0x20) {
+      *length = 13;
+      return Framing::kInvalid;
+    }
+    *length = kV2FixedLength + ((size_t(data[14]) << 8) | data[15]);
+    return Framing::kComplete;
+  }
+  if (prefix_matches(data, n, kV1Prefix, sizeof kV1Prefix)) {
+    size_t limit = n < kV1MaxLength ? n : kV1MaxLength;
+    for (size_t i = 1; i < limit; i++) {
+      if (data[i] == '\n' && data[i - 1] == '\r') {
+        *length = i + 1;
+        return Framing::kComplete;
+      }
+    }
+    if (n >= kV1MaxLength) {
+      *length = kV1MaxLength;
+      return Framing::kInvalid;
+    }
+    return Framing::kNeedMore;
+  }
+  // The first byte that agrees with neither signature ends it.
+  size_t i = 0;
+  while (i < n && (i < sizeof kV1Prefix && data[i] == kV1Prefix[i])) i++;
+  size_t j = 0;
+  while (j < n && (j < sizeof kV2Signature && data[j] == kV2Signature[j])) j++;
+  *length = (i > j ? i : j) + 1;
+  return Framing::kInvalid;
+}
+
+}  // namespace mmproxy

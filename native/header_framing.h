@@ -1,0 +1,24 @@
+// Where a PROXY protocol header ends, from its first bytes: the only parsing native code does.
+// Decoding (addresses, TLVs, validation) is lib/proxy-header.ts's job. Any thread; pure.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace mmproxy {
+
+constexpr size_t kV1MaxLength = 107;        // "PROXY UNKNOWN ...\r\n", CRLF included
+constexpr size_t kV2FixedLength = 16;       // signature, version/command, family, length
+constexpr size_t kV2MaxLength = 16 + 65535;  // the length field is 16 bits
+
+enum class Framing {
+  kNeedMore,  // a proper prefix of something that can still become a header
+  kComplete,  // *length is the header's size
+  kInvalid,   // can no longer become a header; *length is how many bytes showed it
+};
+
+// Looks at the first n bytes of a stream (or one datagram). For kComplete, *length is the size
+// of the header, which may be larger than n for v2 (the caller reads the rest).
+Framing frame_header(const uint8_t* data, size_t n, size_t* length);
+
+}  // namespace mmproxy

@@ -1,0 +1,110 @@
+// TcpSession: one proxied TCP connection — its two sockets, its two pipes, and the splice()
+// relay between them. Owned and driven by one Worker; worker thread only.
+//
+// Theory of operation
+// -------------------
+// A session moves through kHeader (reading the PROXY header with MSG_PEEK), kPending (header
+// handed to JavaScript, waiting for its decision), kConnecting (upstream connect() in progress;
+// client bytes may already fill the client→upstream pipe), kRelay, and kClosed.
+//
+// Each direction (client→upstream "up", upstream→client "down") is a pipe and three facts:
+// how many bytes sit in the pipe, whether the source has reached EOF, and whether the FIN has
+// been passed on (shutdown(SHUT_WR) of the destination). Both sockets are registered once,
+// edge-triggered, for input and output; any event on either runs pump() on both directions,
+// which moves bytes until neither a read nor a write makes progress. Because a direction never
+// reads from its source while its pipe is full, a slow reader on one side stops reading on the
+// other side: the kernel's socket buffers fill and TCP flow control pushes back to the sender,
+// and the proxy's memory stays flat. A FIN is forwarded only when every byte read before it has
+// been written. An error on either socket ends both, and the other side gets a reset.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "counters.h"
+#include "pipe_pool.h"
+#include "sock_addr.h"
+#include "unique_fd.h"
+
+namespace mmproxy {
+
+class TcpSession;
+
+// What epoll_event.data.ptr points to: which object and which of its sockets.
+struct EpollTag {
+  enum Kind : uint8_t { kWake, kListener, kClient, kUpstream } kind;
+  TcpSession* session = nullptr;
+  int listener_index = -1;
+};
+
+struct Direction {
+  Pipe pipe;
+  size_t in_pipe = 0;
+  bool eof = false;   // the source sent FIN
+  bool shut = false;  // FIN passed on to the destination
+  bool done() const { return shut; }
+};
+
+enum class SessionState : uint8_t { kHeader, kPending, kConnecting, kRelay, kClosed };
+
+// How pump() ended.
+struct PumpResult {
+  enum Kind { kContinue, kFinished, kFailed } kind = kContinue;
+  int err = 0;                  // for kFailed: positive errno
+  bool client_failed = false;   // which socket failed; the other one gets a reset
+};
+
+class TcpSession {
+ public:
+  TcpSession(uint64_t id, UniqueFd client, const SockAddr& peer, const SockAddr& local,
+             int64_t header_deadline_ms)
+      : id_(id),
+        client_(std::move(client)),
+        peer_(peer),
+        local_(local),
+        header_deadline_ms_(header_deadline_ms) {
+    client_tag_.kind = EpollTag::kClient;
+    client_tag_.session = this;
+    upstream_tag_.kind = EpollTag::kUpstream;
+    upstream_tag_.session = this;
+  }
+
+  uint64_t id() const { return id_; }
+  SessionState state() const { return state_; }
+  void set_state(SessionState s) { state_ = s; }
+  int client_fd() const { return client_.get(); }
+  int upstream_fd() const { return upstream_.get(); }
+  const SockAddr& peer() const { return peer_; }
+  const SockAddr& local() const { return local_; }
+  const SockAddr& target() const { return target_; }
+  int64_t header_deadline_ms() const { return header_deadline_ms_; }
+  EpollTag* client_tag() { return &client_tag_; }
+  EpollTag* upstream_tag() { return &upstream_tag_; }
+
+  // kPending → kConnecting: takes the upstream socket (connect() already started) and pipes.
+  void attach_upstream(UniqueFd upstream, const SockAddr& target, Pipe up, Pipe down);
+  // Moves bytes both ways as far as they go without blocking.
+  PumpResult pump(Counters& counters);
+  // Closes both sockets: a reset (SO_LINGER 0) for the ones named, a normal close otherwise.
+  // Returns the pipes to the pool when they are empty. Idempotent.
+  void close(PipePool& pool, bool reset_client, bool reset_upstream);
+
+ private:
+  int pump_direction(Direction& d, int src, int dst, bool dst_ready,
+                     std::atomic<uint64_t>& bytes, bool* src_failed);
+
+  uint64_t id_;
+  SessionState state_ = SessionState::kHeader;
+  UniqueFd client_;
+  UniqueFd upstream_;
+  SockAddr peer_;    // the load balancer
+  SockAddr local_;   // our listening address, as the client reached it
+  SockAddr target_;
+  int64_t header_deadline_ms_;
+  Direction up_;    // client → upstream
+  Direction down_;  // upstream → client
+  EpollTag client_tag_;
+  EpollTag upstream_tag_;
+};
+
+}  // namespace mmproxy

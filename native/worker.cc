@@ -1,0 +1,471 @@
+// Worker: one relay thread with its own epoll loop. Functions run on the worker thread unless
+// their comment in worker.h says otherwise.
+#include "worker.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <future>
+
+#include "header_framing.h"
+
+namespace mmproxy {
+
+namespace {
+
+constexpr int kMaxEvents = 256;
+constexpr int kAcceptBatch = 64;
+// How much of a stream to peek at first: a whole v1 header, or the usual v2 header with TLVs.
+constexpr size_t kFirstPeek = 256;
+// After EMFILE/ENFILE, how long to leave the backlog alone before trying again.
+constexpr int64_t kAcceptPauseMs = 100;
+constexpr uint32_t kSessionEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+
+int socket_error(int fd) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return errno;
+  return err;
+}
+
+}  // namespace
+
+Worker::Worker(Engine& engine, int index) : engine_(engine), index_(index) {}
+
+Worker::~Worker() {
+  if (thread_.joinable()) {
+    begin_close(0);
+    thread_.join();
+  }
+}
+
+int Worker::start(SocketError* err) {
+  epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll_) {
+    err->err = errno;
+    err->syscall = "epoll_create1(EPOLL_CLOEXEC)";
+    return -err->err;
+  }
+  wake_fd_.reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (!wake_fd_) {
+    err->err = errno;
+    err->syscall = "eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)";
+    return -err->err;
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = &wake_tag_;
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_fd_.get(), &ev) != 0) {
+    err->err = errno;
+    err->syscall = "epoll_ctl(EPOLL_CTL_ADD, eventfd)";
+    return -err->err;
+  }
+  const auto& listeners = engine_.listeners();
+  listener_tags_.resize(listeners.size());
+  for (size_t i = 0; i < listeners.size(); i++) {
+    listener_tags_[i].kind = EpollTag::kListener;
+    listener_tags_[i].listener_index = int(i);
+    // EPOLLEXCLUSIVE: one connection wakes one worker, not all of them.
+    ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+    ev.data.ptr = &listener_tags_[i];
+    if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, listeners[i].get(), &ev) != 0) {
+      err->err = errno;
+      err->syscall = "epoll_ctl(EPOLL_CTL_ADD, listener)";
+      return -err->err;
+    }
+  }
+  scratch_.resize(kV2MaxLength);
+  std::promise<void> running;
+  std::future<void> started = running.get_future();
+  thread_ = std::thread([this, &running] {
+    running.set_value();
+    run();
+  });
+  started.wait();
+  return 0;
+}
+
+void Worker::wake() {
+  uint64_t one = 1;
+  ssize_t r = write(wake_fd_.get(), &one, sizeof one);
+  (void)r;  // EAGAIN means the counter is already non-zero: the worker will wake anyway
+}
+
+void Worker::post(std::vector<Decision>&& decisions) {
+  {
+    std::lock_guard<std::mutex> lock(inbox_mu_);
+    if (inbox_.empty()) {
+      inbox_ = std::move(decisions);
+    } else {
+      inbox_.insert(inbox_.end(), std::make_move_iterator(decisions.begin()),
+                    std::make_move_iterator(decisions.end()));
+    }
+  }
+  wake();
+}
+
+void Worker::begin_close(int64_t deadline_ms) {
+  {
+    std::lock_guard<std::mutex> lock(inbox_mu_);
+    if (close_deadline_ms_ < 0 || deadline_ms < close_deadline_ms_) close_deadline_ms_ = deadline_ms;
+  }
+  wake();
+}
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+uint64_t Worker::next_id() { return (uint64_t(index_) << 40) | (++seq_ & ((uint64_t(1) << 40) - 1)); }
+
+void Worker::run() {
+  epoll_event events[kMaxEvents];
+  for (;;) {
+    int64_t now = monotonic_ms();
+    if (closing_) {
+      if (sessions_.empty()) break;
+      if (now >= deadline_ms_) {
+        for (auto& [id, s] : sessions_) finish(s.get(), true, true);
+        break;
+      }
+    }
+    if (accepting_ && accept_paused_until_ms_ != 0 && now >= accept_paused_until_ms_) {
+      accept_paused_until_ms_ = 0;
+      const auto& listeners = engine_.listeners();
+      for (size_t i = 0; i < listeners.size(); i++) {
+        epoll_event ev{};
+        ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+        ev.data.ptr = &listener_tags_[i];
+        epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, listeners[i].get(), &ev);
+      }
+    }
+    int n = epoll_wait(epoll_.get(), events, kMaxEvents, epoll_timeout(now));
+    for (int i = 0; i < n; i++) {
+      auto* tag = static_cast<EpollTag*>(events[i].data.ptr);
+      switch (tag->kind) {
+        case EpollTag::kWake:
+          handle_inbox();
+          break;
+        case EpollTag::kListener:
+          if (accepting_ && accept_paused_until_ms_ == 0) accept_from(tag->listener_index);
+          break;
+        case EpollTag::kClient:
+          on_session_event(tag->session, false, events[i].events);
+          break;
+        case EpollTag::kUpstream:
+          on_session_event(tag->session, true, events[i].events);
+          break;
+      }
+    }
+    expire_headers(monotonic_ms());
+    // Closed sessions are freed only now, after the whole batch: a later event of the same batch
+    // may still point at them, and closing after the batch keeps close() off the request path.
+    for (uint64_t id : finished_) sessions_.erase(id);
+    finished_.clear();
+  }
+  finished_.clear();
+  sessions_.clear();
+  pipes_.clear();
+}
+
+int Worker::epoll_timeout(int64_t now) const {
+  int64_t next = -1;
+  auto consider = [&](int64_t t) {
+    if (t > 0 && (next < 0 || t < next)) next = t;
+  };
+  if (!header_deadlines_.empty()) consider(header_deadlines_.front().first);
+  if (accept_paused_until_ms_ != 0) consider(accept_paused_until_ms_);
+  if (closing_) consider(deadline_ms_ > 0 ? deadline_ms_ : 1);
+  if (next < 0) return -1;
+  int64_t wait = next - now;
+  if (wait < 0) return 0;
+  return wait > 60000 ? 60000 : int(wait) + 1;
+}
+
+void Worker::handle_inbox() {
+  uint64_t count;
+  ssize_t r = read(wake_fd_.get(), &count, sizeof count);
+  (void)r;
+  std::vector<Decision> batch;
+  int64_t deadline;
+  {
+    std::lock_guard<std::mutex> lock(inbox_mu_);
+    batch.swap(inbox_);
+    deadline = close_deadline_ms_;
+  }
+  if (deadline >= 0) {
+    if (!closing_) {
+      closing_ = true;
+      stop_accepting();
+      deadline_ms_ = deadline;
+    } else if (deadline < deadline_ms_) {
+      deadline_ms_ = deadline;
+    }
+  }
+  for (const Decision& d : batch) {
+    auto it = sessions_.find(d.id);
+    if (it != sessions_.end()) admit(it->second.get(), d);
+  }
+}
+
+void Worker::stop_accepting() {
+  if (!accepting_) return;
+  accepting_ = false;
+  if (accept_paused_until_ms_ == 0) {
+    for (const UniqueFd& l : engine_.listeners())
+      epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, l.get(), nullptr);
+  }
+  accept_paused_until_ms_ = 0;
+  engine_.ack_stop_accepting();
+}
+
+void Worker::accept_from(int listener_index) {
+  const int lfd = engine_.listeners()[size_t(listener_index)].get();
+  const EngineConfig& cfg = engine_.config();
+  for (int i = 0; i < kAcceptBatch; i++) {
+    SockAddr peer;
+    peer.len = sizeof peer.storage;
+    int fd = accept4(lfd, peer.sa(), &peer.len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO) continue;
+      Counters::add(counters_.accept_errors, 1);
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        // Out of descriptors or memory: the listener stays readable, so leave the backlog to
+        // wait (connections queue in the kernel) and try again shortly, instead of spinning.
+        for (const UniqueFd& l : engine_.listeners())
+          epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, l.get(), nullptr);
+        accept_paused_until_ms_ = monotonic_ms() + kAcceptPauseMs;
+      }
+      return;
+    }
+    UniqueFd client(fd);
+    Counters::add(counters_.accepted, 1);
+    std::shared_ptr<const AllowTable> allow = engine_.allowlist();
+    if (allow && !allow->contains(peer)) {
+      Counters::add(counters_.rejected[kNotAllowed], 1);
+      continue;  // closed before a byte is read
+    }
+    if (cfg.max_connections > 0 &&
+        engine_.live_connections().load(std::memory_order_relaxed) >= cfg.max_connections) {
+      Counters::add(counters_.rejected[kMaxConnections], 1);
+      continue;
+    }
+    SockAddr local;
+    local.len = sizeof local.storage;
+    getsockname(fd, local.sa(), &local.len);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    int64_t deadline = monotonic_ms() + cfg.header_timeout_ms;
+    uint64_t id = next_id();
+    auto owned = std::make_unique<TcpSession>(id, std::move(client), peer, local, deadline);
+    TcpSession* s = owned.get();
+    epoll_event ev{};
+    ev.events = kSessionEvents;
+    ev.data.ptr = s->client_tag();
+    if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, s->client_fd(), &ev) != 0) continue;
+    sessions_.emplace(id, std::move(owned));
+    Counters::add(counters_.active, 1);
+    engine_.live_connections().fetch_add(1, std::memory_order_relaxed);
+    header_deadlines_.emplace_back(deadline, id);
+    // The first segment often arrives with the handshake's last ACK: read it now.
+    read_header(s);
+  }
+}
+
+void Worker::read_header(TcpSession* s) {
+  if (s->state() != SessionState::kHeader) return;
+  const int fd = s->client_fd();
+  ssize_t n = recv(fd, scratch_.data(), kFirstPeek, MSG_PEEK);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+    finish(s, false, false);
+    return;
+  }
+  if (n == 0) {
+    // Closed before a complete header: a health check, or a client that gave up.
+    finish(s, false, false);
+    return;
+  }
+  size_t length = 0;
+  Framing f = frame_header(scratch_.data(), size_t(n), &length);
+  if (f == Framing::kNeedMore) return;
+  size_t take = size_t(n);
+  if (f == Framing::kComplete) {
+    if (length > size_t(n)) {
+      if (size_t(n) < kFirstPeek) return;  // the rest has not arrived yet
+      n = recv(fd, scratch_.data(), length, MSG_PEEK);
+      if (n < 0 || size_t(n) < length) return;  // wait for more (errors show on the next read)
+    }
+    // Consume exactly the header: the payload behind it stays in the kernel for splice().
+    n = recv(fd, scratch_.data(), length, 0);
+    if (n != ssize_t(length)) {
+      finish(s, false, false);
+      return;
+    }
+    take = length;
+  }
+  // Garbage goes to JavaScript too: its decoder names the fault for the 'reject' event.
+  HeaderRecord r;
+  r.id = double(s->id());
+  r.peer = s->peer();
+  r.local = s->local();
+  r.bytes.assign(scratch_.data(), scratch_.data() + take);
+  s->set_state(SessionState::kPending);
+  engine_.outbox().push(std::move(r));
+}
+
+void Worker::admit(TcpSession* s, const Decision& d) {
+  if (s->state() != SessionState::kPending) return;
+  if (!d.admit) {
+    int reason = d.reason >= 0 && d.reason < kRejectReasonCount ? d.reason : kBadHeader;
+    Counters::add(counters_.rejected[reason], 1);
+    finish(s, false, false);
+    return;
+  }
+  const SockAddr& target = d.target;
+  SockAddr source = d.source;
+  SocketError err;
+  UniqueFd up;
+  if (source.family() != target.family()) {
+    err.err = EAFNOSUPPORT;
+    err.syscall = "connect(" + source.to_string() + " -> " + target.to_string() + ")";
+  } else {
+    for (int attempt = 0; attempt < 2 && !up; attempt++) {
+      SocketOptions o;
+      o.family = target.family();
+      o.type = SOCK_STREAM;
+      o.transparent = true;
+      o.reuse_addr = true;
+      o.nodelay = true;
+      o.syn_count = 2;
+      o.mark = d.mark;
+      o.bind_no_port = source.port() == 0;
+      err = SocketError{};
+      UniqueFd fd = open_socket(o, &err);
+      if (!fd) break;
+      if (bind_socket(fd.get(), source, &err) == 0) {
+        if (connect(fd.get(), target.sa(), target.len) == 0 || errno == EINPROGRESS) {
+          up = std::move(fd);
+          break;
+        }
+        err.err = errno;
+        err.syscall = "connect(" + target.to_string() + ") from " + source.to_string();
+      }
+      // The client's address and port are already in use toward the target (a previous
+      // connection in TIME_WAIT, say): try once more from the same address, any port.
+      bool in_use = err.err == EADDRINUSE || err.err == EADDRNOTAVAIL;
+      if (attempt == 0 && in_use && source.port() != 0) {
+        Counters::add(counters_.ephemeral_port_retries, 1);
+        source.set_port(0);
+        continue;
+      }
+      break;
+    }
+  }
+  if (!up) {
+    report_upstream_failure(s, err.err, err.syscall, target);
+    finish(s, true, false);
+    return;
+  }
+  Pipe a = pipes_.get();
+  Pipe b = a ? pipes_.get() : Pipe();
+  if (!a || !b) {
+    int e = errno;
+    pipes_.put(std::move(a), true);
+    report_upstream_failure(s, e, "pipe2(O_NONBLOCK | O_CLOEXEC)", target);
+    finish(s, true, false);
+    return;
+  }
+  s->attach_upstream(std::move(up), target, std::move(a), std::move(b));
+  epoll_event ev{};
+  ev.events = kSessionEvents;
+  ev.data.ptr = s->upstream_tag();
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, s->upstream_fd(), &ev) != 0) {
+    report_upstream_failure(s, errno, "epoll_ctl(EPOLL_CTL_ADD, upstream)", target);
+    finish(s, true, true);
+    return;
+  }
+  Counters::add(counters_.admitted, 1);
+  // Bytes that came with the header are already waiting; no new edge will announce them.
+  pump(s);
+}
+
+void Worker::on_session_event(TcpSession* s, bool upstream_side, uint32_t events) {
+  switch (s->state()) {
+    case SessionState::kClosed:
+    case SessionState::kPending:
+      return;  // a pending session's socket is looked at again once it is admitted
+    case SessionState::kHeader:
+      if (!upstream_side) read_header(s);
+      return;
+    case SessionState::kConnecting:
+      if (upstream_side) {
+        int err = socket_error(s->upstream_fd());
+        if (err != 0) {
+          report_upstream_failure(s, err, "connect(" + s->target().to_string() + ")",
+                                  s->target());
+          finish(s, true, false);
+          return;
+        }
+        if (events & EPOLLOUT) s->set_state(SessionState::kRelay);
+      }
+      break;
+    case SessionState::kRelay:
+      if (events & EPOLLERR) {
+        int err = socket_error(upstream_side ? s->upstream_fd() : s->client_fd());
+        if (err != 0) {
+          finish(s, upstream_side, !upstream_side);
+          return;
+        }
+      }
+      break;
+  }
+  pump(s);
+}
+
+void Worker::pump(TcpSession* s) {
+  PumpResult r = s->pump(counters_);
+  if (r.kind == PumpResult::kFinished) {
+    finish(s, false, false);
+  } else if (r.kind == PumpResult::kFailed) {
+    // A reset (or any error) on one side resets the other.
+    finish(s, !r.client_failed, r.client_failed);
+  }
+}
+
+void Worker::finish(TcpSession* s, bool reset_client, bool reset_upstream) {
+  if (s->state() == SessionState::kClosed) return;
+  s->close(pipes_, reset_client, reset_upstream);
+  Counters::add(counters_.active, -1);
+  engine_.live_connections().fetch_sub(1, std::memory_order_relaxed);
+  finished_.push_back(s->id());
+}
+
+void Worker::report_upstream_failure(TcpSession* s, int err, const std::string& syscall,
+                                     const SockAddr& address) {
+  Counters::add(counters_.upstream_failures, 1);
+  ErrorRecord r;
+  r.id = double(s->id());
+  r.err = err;
+  r.syscall = syscall;
+  r.address = address;
+  engine_.outbox().push(std::move(r));
+}
+
+void Worker::expire_headers(int64_t now) {
+  while (!header_deadlines_.empty() && header_deadlines_.front().first <= now) {
+    uint64_t id = header_deadlines_.front().second;
+    header_deadlines_.pop_front();
+    auto it = sessions_.find(id);
+    if (it == sessions_.end() || it->second->state() != SessionState::kHeader) continue;
+    Counters::add(counters_.rejected[kHeaderTimeout], 1);
+    finish(it->second.get(), false, false);
+  }
+}
+
+}  // namespace mmproxy
