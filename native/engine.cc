@@ -4,7 +4,7 @@
 
 #include <time.h>
 
-#include "worker.h"
+#include "tcp_worker.h"
 
 namespace mmproxy {
 
@@ -63,7 +63,7 @@ int Engine::listen(SocketError* err) {
     listeners_.push_back(std::move(fd));
   }
   for (int i = 0; i < config_.workers; i++) {
-    auto w = std::make_unique<Worker>(*this, i);
+    std::unique_ptr<WorkerThread> w = std::make_unique<TcpWorker>(*this, i);
     if (w->start(err) != 0) {
       close(0);
       listeners_.clear();

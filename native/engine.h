@@ -20,7 +20,7 @@
 
 namespace mmproxy {
 
-class Worker;
+class WorkerThread;
 
 struct EngineConfig {
   SockAddr listen;
@@ -44,7 +44,8 @@ struct ErrorRecord {
   double id;
   int err;  // positive errno
   std::string syscall;
-  SockAddr address;
+  SockAddr source;   // what the upstream socket was bound to
+  SockAddr address;  // the target
 };
 
 // JavaScript → worker.
@@ -113,7 +114,7 @@ class Engine {
  private:
   EngineConfig config_;
   std::vector<UniqueFd> listeners_;
-  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<std::unique_ptr<WorkerThread>> workers_;
   Outbox outbox_;
   std::shared_ptr<const AllowTable> allow_;  // accessed with std::atomic_load/atomic_store
   std::atomic<int64_t> live_{0};

@@ -105,12 +105,14 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     Napi::Array errors = Napi::Array::New(env, batch.errors.size());
     for (size_t i = 0; i < batch.errors.size(); i++) {
       ErrorRecord& r = batch.errors[i];
-      Napi::Array rec = Napi::Array::New(env, 5);
+      Napi::Array rec = Napi::Array::New(env, 7);
       rec.Set(uint32_t(0), Napi::Number::New(env, r.id));
       rec.Set(uint32_t(1), Napi::Number::New(env, r.err));
       rec.Set(uint32_t(2), Napi::String::New(env, r.syscall));
-      rec.Set(uint32_t(3), Napi::String::New(env, r.address.ip_string()));
-      rec.Set(uint32_t(4), Napi::Number::New(env, r.address.port()));
+      rec.Set(uint32_t(3), Napi::String::New(env, r.source.ip_string()));
+      rec.Set(uint32_t(4), Napi::Number::New(env, r.source.port()));
+      rec.Set(uint32_t(5), Napi::String::New(env, r.address.ip_string()));
+      rec.Set(uint32_t(6), Napi::Number::New(env, r.address.port()));
       errors.Set(uint32_t(i), rec);
     }
     fn.Call({headers, errors});

@@ -20,8 +20,10 @@ void set_reset_on_close(int fd) {
 
 }  // namespace
 
-void TcpSession::attach_upstream(UniqueFd upstream, const SockAddr& target, Pipe up, Pipe down) {
+void TcpSession::attach_upstream(UniqueFd upstream, const SockAddr& source,
+                                 const SockAddr& target, Pipe up, Pipe down) {
   upstream_ = std::move(upstream);
+  source_ = source;
   target_ = target;
   up_.pipe = std::move(up);
   down_.pipe = std::move(down);

@@ -25,17 +25,10 @@
 #include "pipe_pool.h"
 #include "sock_addr.h"
 #include "unique_fd.h"
+#include "worker_thread.h"
 
 namespace mmproxy {
 
-class TcpSession;
-
-// What epoll_event.data.ptr points to: which object and which of its sockets.
-struct EpollTag {
-  enum Kind : uint8_t { kWake, kListener, kClient, kUpstream } kind;
-  TcpSession* session = nullptr;
-  int listener_index = -1;
-};
 
 struct Direction {
   Pipe pipe;
@@ -64,9 +57,9 @@ class TcpSession {
         local_(local),
         header_deadline_ms_(header_deadline_ms) {
     client_tag_.kind = EpollTag::kClient;
-    client_tag_.session = this;
+    client_tag_.object = this;
     upstream_tag_.kind = EpollTag::kUpstream;
-    upstream_tag_.session = this;
+    upstream_tag_.object = this;
   }
 
   uint64_t id() const { return id_; }
@@ -76,13 +69,15 @@ class TcpSession {
   int upstream_fd() const { return upstream_.get(); }
   const SockAddr& peer() const { return peer_; }
   const SockAddr& local() const { return local_; }
+  const SockAddr& source() const { return source_; }
   const SockAddr& target() const { return target_; }
   int64_t header_deadline_ms() const { return header_deadline_ms_; }
   EpollTag* client_tag() { return &client_tag_; }
   EpollTag* upstream_tag() { return &upstream_tag_; }
 
   // kPending → kConnecting: takes the upstream socket (connect() already started) and pipes.
-  void attach_upstream(UniqueFd upstream, const SockAddr& target, Pipe up, Pipe down);
+  void attach_upstream(UniqueFd upstream, const SockAddr& source, const SockAddr& target, Pipe up,
+                       Pipe down);
   // Moves bytes both ways as far as they go without blocking.
   PumpResult pump(Counters& counters);
   // Closes both sockets: a reset (SO_LINGER 0) for the ones named, a normal close otherwise.
@@ -99,6 +94,7 @@ class TcpSession {
   UniqueFd upstream_;
   SockAddr peer_;    // the load balancer
   SockAddr local_;   // our listening address, as the client reached it
+  SockAddr source_;  // what the upstream socket is bound to
   SockAddr target_;
   int64_t header_deadline_ms_;
   Direction up_;    // client → upstream

@@ -1,15 +1,12 @@
-// Worker: one relay thread with its own epoll loop. Functions run on the worker thread unless
-// their comment in worker.h says otherwise.
-#include "worker.h"
+// TcpWorker: a relay thread for TCP. Worker thread unless tcp_worker.h says otherwise.
+#include "tcp_worker.h"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <future>
 
 #include "header_framing.h"
 
@@ -34,95 +31,26 @@ int socket_error(int fd) {
 
 }  // namespace
 
-Worker::Worker(Engine& engine, int index) : engine_(engine), index_(index) {}
-
-Worker::~Worker() {
-  if (thread_.joinable()) {
-    begin_close(0);
-    thread_.join();
-  }
-}
-
-int Worker::start(SocketError* err) {
-  epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
-  if (!epoll_) {
-    err->err = errno;
-    err->syscall = "epoll_create1(EPOLL_CLOEXEC)";
-    return -err->err;
-  }
-  wake_fd_.reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-  if (!wake_fd_) {
-    err->err = errno;
-    err->syscall = "eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)";
-    return -err->err;
-  }
-  epoll_event ev{};
-  ev.events = EPOLLIN;
-  ev.data.ptr = &wake_tag_;
-  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_fd_.get(), &ev) != 0) {
-    err->err = errno;
-    err->syscall = "epoll_ctl(EPOLL_CTL_ADD, eventfd)";
-    return -err->err;
-  }
+int TcpWorker::setup(SocketError* err) {
   const auto& listeners = engine_.listeners();
   listener_tags_.resize(listeners.size());
   for (size_t i = 0; i < listeners.size(); i++) {
     listener_tags_[i].kind = EpollTag::kListener;
-    listener_tags_[i].listener_index = int(i);
+    listener_tags_[i].index = int(i);
     // EPOLLEXCLUSIVE: one connection wakes one worker, not all of them.
-    ev.events = EPOLLIN | EPOLLEXCLUSIVE;
-    ev.data.ptr = &listener_tags_[i];
-    if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, listeners[i].get(), &ev) != 0) {
+    if (!watch(listeners[i].get(), EPOLLIN | EPOLLEXCLUSIVE, &listener_tags_[i])) {
       err->err = errno;
       err->syscall = "epoll_ctl(EPOLL_CTL_ADD, listener)";
       return -err->err;
     }
   }
   scratch_.resize(kV2MaxLength);
-  std::promise<void> running;
-  std::future<void> started = running.get_future();
-  thread_ = std::thread([this, &running] {
-    running.set_value();
-    run();
-  });
-  started.wait();
   return 0;
 }
 
-void Worker::wake() {
-  uint64_t one = 1;
-  ssize_t r = write(wake_fd_.get(), &one, sizeof one);
-  (void)r;  // EAGAIN means the counter is already non-zero: the worker will wake anyway
-}
+uint64_t TcpWorker::next_id() { return (uint64_t(index_) << 40) | (++seq_ & ((uint64_t(1) << 40) - 1)); }
 
-void Worker::post(std::vector<Decision>&& decisions) {
-  {
-    std::lock_guard<std::mutex> lock(inbox_mu_);
-    if (inbox_.empty()) {
-      inbox_ = std::move(decisions);
-    } else {
-      inbox_.insert(inbox_.end(), std::make_move_iterator(decisions.begin()),
-                    std::make_move_iterator(decisions.end()));
-    }
-  }
-  wake();
-}
-
-void Worker::begin_close(int64_t deadline_ms) {
-  {
-    std::lock_guard<std::mutex> lock(inbox_mu_);
-    if (close_deadline_ms_ < 0 || deadline_ms < close_deadline_ms_) close_deadline_ms_ = deadline_ms;
-  }
-  wake();
-}
-
-void Worker::join() {
-  if (thread_.joinable()) thread_.join();
-}
-
-uint64_t Worker::next_id() { return (uint64_t(index_) << 40) | (++seq_ & ((uint64_t(1) << 40) - 1)); }
-
-void Worker::run() {
+void TcpWorker::run() {
   epoll_event events[kMaxEvents];
   for (;;) {
     int64_t now = monotonic_ms();
@@ -136,12 +64,8 @@ void Worker::run() {
     if (accepting_ && accept_paused_until_ms_ != 0 && now >= accept_paused_until_ms_) {
       accept_paused_until_ms_ = 0;
       const auto& listeners = engine_.listeners();
-      for (size_t i = 0; i < listeners.size(); i++) {
-        epoll_event ev{};
-        ev.events = EPOLLIN | EPOLLEXCLUSIVE;
-        ev.data.ptr = &listener_tags_[i];
-        epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, listeners[i].get(), &ev);
-      }
+      for (size_t i = 0; i < listeners.size(); i++)
+        watch(listeners[i].get(), EPOLLIN | EPOLLEXCLUSIVE, &listener_tags_[i]);
     }
     int n = epoll_wait(epoll_.get(), events, kMaxEvents, epoll_timeout(now));
     for (int i = 0; i < n; i++) {
@@ -150,14 +74,16 @@ void Worker::run() {
         case EpollTag::kWake:
           handle_inbox();
           break;
+        case EpollTag::kFlow:
+          break;
         case EpollTag::kListener:
-          if (accepting_ && accept_paused_until_ms_ == 0) accept_from(tag->listener_index);
+          if (accepting_ && accept_paused_until_ms_ == 0) accept_from(tag->index);
           break;
         case EpollTag::kClient:
-          on_session_event(tag->session, false, events[i].events);
+          on_session_event(static_cast<TcpSession*>(tag->object), false, events[i].events);
           break;
         case EpollTag::kUpstream:
-          on_session_event(tag->session, true, events[i].events);
+          on_session_event(static_cast<TcpSession*>(tag->object), true, events[i].events);
           break;
       }
     }
@@ -172,7 +98,7 @@ void Worker::run() {
   pipes_.clear();
 }
 
-int Worker::epoll_timeout(int64_t now) const {
+int TcpWorker::epoll_timeout(int64_t now) const {
   int64_t next = -1;
   auto consider = [&](int64_t t) {
     if (t > 0 && (next < 0 || t < next)) next = t;
@@ -186,17 +112,10 @@ int Worker::epoll_timeout(int64_t now) const {
   return wait > 60000 ? 60000 : int(wait) + 1;
 }
 
-void Worker::handle_inbox() {
-  uint64_t count;
-  ssize_t r = read(wake_fd_.get(), &count, sizeof count);
-  (void)r;
+void TcpWorker::handle_inbox() {
   std::vector<Decision> batch;
   int64_t deadline;
-  {
-    std::lock_guard<std::mutex> lock(inbox_mu_);
-    batch.swap(inbox_);
-    deadline = close_deadline_ms_;
-  }
+  take_inbox(&batch, &deadline);
   if (deadline >= 0) {
     if (!closing_) {
       closing_ = true;
@@ -212,7 +131,7 @@ void Worker::handle_inbox() {
   }
 }
 
-void Worker::stop_accepting() {
+void TcpWorker::stop_accepting() {
   if (!accepting_) return;
   accepting_ = false;
   if (accept_paused_until_ms_ == 0) {
@@ -223,7 +142,7 @@ void Worker::stop_accepting() {
   engine_.ack_stop_accepting();
 }
 
-void Worker::accept_from(int listener_index) {
+void TcpWorker::accept_from(int listener_index) {
   const int lfd = engine_.listeners()[size_t(listener_index)].get();
   const EngineConfig& cfg = engine_.config();
   for (int i = 0; i < kAcceptBatch; i++) {
@@ -264,10 +183,7 @@ void Worker::accept_from(int listener_index) {
     uint64_t id = next_id();
     auto owned = std::make_unique<TcpSession>(id, std::move(client), peer, local, deadline);
     TcpSession* s = owned.get();
-    epoll_event ev{};
-    ev.events = kSessionEvents;
-    ev.data.ptr = s->client_tag();
-    if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, s->client_fd(), &ev) != 0) continue;
+    if (!watch(s->client_fd(), kSessionEvents, s->client_tag())) continue;
     sessions_.emplace(id, std::move(owned));
     Counters::add(counters_.active, 1);
     engine_.live_connections().fetch_add(1, std::memory_order_relaxed);
@@ -277,7 +193,7 @@ void Worker::accept_from(int listener_index) {
   }
 }
 
-void Worker::read_header(TcpSession* s) {
+void TcpWorker::read_header(TcpSession* s) {
   if (s->state() != SessionState::kHeader) return;
   const int fd = s->client_fd();
   ssize_t n = recv(fd, scratch_.data(), kFirstPeek, MSG_PEEK);
@@ -319,7 +235,7 @@ void Worker::read_header(TcpSession* s) {
   engine_.outbox().push(std::move(r));
 }
 
-void Worker::admit(TcpSession* s, const Decision& d) {
+void TcpWorker::admit(TcpSession* s, const Decision& d) {
   if (s->state() != SessionState::kPending) return;
   if (!d.admit) {
     int reason = d.reason >= 0 && d.reason < kRejectReasonCount ? d.reason : kBadHeader;
@@ -368,7 +284,7 @@ void Worker::admit(TcpSession* s, const Decision& d) {
     }
   }
   if (!up) {
-    report_upstream_failure(s, err.err, err.syscall, target);
+    report_upstream_failure(s, err.err, err.syscall, source, target);
     finish(s, true, false);
     return;
   }
@@ -377,16 +293,13 @@ void Worker::admit(TcpSession* s, const Decision& d) {
   if (!a || !b) {
     int e = errno;
     pipes_.put(std::move(a), true);
-    report_upstream_failure(s, e, "pipe2(O_NONBLOCK | O_CLOEXEC)", target);
+    report_upstream_failure(s, e, "pipe2(O_NONBLOCK | O_CLOEXEC)", source, target);
     finish(s, true, false);
     return;
   }
-  s->attach_upstream(std::move(up), target, std::move(a), std::move(b));
-  epoll_event ev{};
-  ev.events = kSessionEvents;
-  ev.data.ptr = s->upstream_tag();
-  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, s->upstream_fd(), &ev) != 0) {
-    report_upstream_failure(s, errno, "epoll_ctl(EPOLL_CTL_ADD, upstream)", target);
+  s->attach_upstream(std::move(up), source, target, std::move(a), std::move(b));
+  if (!watch(s->upstream_fd(), kSessionEvents, s->upstream_tag())) {
+    report_upstream_failure(s, errno, "epoll_ctl(EPOLL_CTL_ADD, upstream)", source, target);
     finish(s, true, true);
     return;
   }
@@ -395,7 +308,7 @@ void Worker::admit(TcpSession* s, const Decision& d) {
   pump(s);
 }
 
-void Worker::on_session_event(TcpSession* s, bool upstream_side, uint32_t events) {
+void TcpWorker::on_session_event(TcpSession* s, bool upstream_side, uint32_t events) {
   switch (s->state()) {
     case SessionState::kClosed:
     case SessionState::kPending:
@@ -408,7 +321,7 @@ void Worker::on_session_event(TcpSession* s, bool upstream_side, uint32_t events
         int err = socket_error(s->upstream_fd());
         if (err != 0) {
           report_upstream_failure(s, err, "connect(" + s->target().to_string() + ")",
-                                  s->target());
+                                  s->source(), s->target());
           finish(s, true, false);
           return;
         }
@@ -428,7 +341,7 @@ void Worker::on_session_event(TcpSession* s, bool upstream_side, uint32_t events
   pump(s);
 }
 
-void Worker::pump(TcpSession* s) {
+void TcpWorker::pump(TcpSession* s) {
   PumpResult r = s->pump(counters_);
   if (r.kind == PumpResult::kFinished) {
     finish(s, false, false);
@@ -438,7 +351,7 @@ void Worker::pump(TcpSession* s) {
   }
 }
 
-void Worker::finish(TcpSession* s, bool reset_client, bool reset_upstream) {
+void TcpWorker::finish(TcpSession* s, bool reset_client, bool reset_upstream) {
   if (s->state() == SessionState::kClosed) return;
   s->close(pipes_, reset_client, reset_upstream);
   Counters::add(counters_.active, -1);
@@ -446,18 +359,19 @@ void Worker::finish(TcpSession* s, bool reset_client, bool reset_upstream) {
   finished_.push_back(s->id());
 }
 
-void Worker::report_upstream_failure(TcpSession* s, int err, const std::string& syscall,
-                                     const SockAddr& address) {
+void TcpWorker::report_upstream_failure(TcpSession* s, int err, const std::string& syscall,
+                                     const SockAddr& source, const SockAddr& target) {
   Counters::add(counters_.upstream_failures, 1);
   ErrorRecord r;
   r.id = double(s->id());
   r.err = err;
   r.syscall = syscall;
-  r.address = address;
+  r.source = source;
+  r.address = target;
   engine_.outbox().push(std::move(r));
 }
 
-void Worker::expire_headers(int64_t now) {
+void TcpWorker::expire_headers(int64_t now) {
   while (!header_deadlines_.empty() && header_deadlines_.front().first <= now) {
     uint64_t id = header_deadlines_.front().second;
     header_deadlines_.pop_front();

@@ -1,0 +1,68 @@
+// WorkerThread: what every relay thread has in common — its epoll set, the eventfd that wakes
+// it, the inbox through which the JavaScript thread hands it decisions, and the close handshake.
+// TcpWorker and UdpWorker add their protocol. Each function says which thread may call it.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "counters.h"
+#include "engine.h"
+#include "transparent_socket.h"
+#include "unique_fd.h"
+
+namespace mmproxy {
+
+// What epoll_event.data.ptr points to: which object, and which of its sockets.
+struct EpollTag {
+  enum Kind : uint8_t { kWake, kListener, kClient, kUpstream, kFlow } kind = kWake;
+  void* object = nullptr;
+  int index = -1;
+};
+
+class WorkerThread {
+ public:
+  WorkerThread(Engine& engine, int index) : engine_(engine), index_(index) {}
+  virtual ~WorkerThread();
+
+  // JS thread: creates the epoll set and wake fd, lets the protocol register its sockets, and
+  // starts the thread; returns only once it runs. 0, or -errno with err filled.
+  int start(SocketError* err);
+  // Any thread: queue decisions for this worker.
+  void post(std::vector<Decision>&& decisions);
+  // Any thread: stop accepting now and finish by the deadline (CLOCK_MONOTONIC ms).
+  void begin_close(int64_t deadline_ms);
+  // Any thread but this worker's: wait for the thread to end (after begin_close).
+  void join();
+  // Any thread: this worker's counters (written only by the worker).
+  const Counters& counters() const { return counters_; }
+
+ protected:
+  // JS thread, from start(): register listeners etc. in epoll_.
+  virtual int setup(SocketError* err) = 0;
+  // The worker thread's loop.
+  virtual void run() = 0;
+
+  // Worker thread: empties the wake fd and the inbox. *deadline is -1 unless closing.
+  void take_inbox(std::vector<Decision>* batch, int64_t* deadline);
+  // Worker thread: add fd to epoll_ with the tag; false (errno set) on failure.
+  bool watch(int fd, uint32_t events, EpollTag* tag);
+
+  Engine& engine_;
+  const int index_;
+  Counters counters_;
+  UniqueFd epoll_;
+  UniqueFd wake_fd_;
+  EpollTag wake_tag_;
+
+ private:
+  std::thread thread_;
+  std::mutex inbox_mu_;
+  std::vector<Decision> inbox_;
+  int64_t close_deadline_ms_ = -1;  // -1: not closing
+};
+
+}  // namespace mmproxy
