@@ -26,12 +26,18 @@ export interface NativeEngineConfig {
   headerTimeoutMs: number;
   /** 0: unlimited. */
   maxConnections: number;
+  protocol: 'tcp' | 'udp';
+  /** UDP: idle flows end after this many ms. */
+  closeAfterMs: number;
+  /** UDP: the flow table's bound. */
+  maxFlows: number;
 }
 
 /** [id, peerAddress, peerPort, localAddress, localPort, headerBytes] */
 export type NativeHeaderRecord = [number, string, number, string, number, Buffer];
-/** [id, errno (positive), syscall, address, port]: an admitted connection's upstream failed. */
-export type NativeErrorRecord = [number, number, string, string, number];
+/** [id, errno (positive), syscall, sourceAddress, sourcePort, targetAddress, targetPort]:
+ * an admitted connection's upstream could not be opened. */
+export type NativeErrorRecord = [number, number, string, string, number, string, number];
 /** Reject: [id, reasonIndex]. Admit: [id, -1, sourceAddress, sourcePort, targetAddress, targetPort, mark]. */
 export type NativeDecision = [number, number] | [number, -1, string, number, string, number, number];
 
@@ -56,6 +62,18 @@ export interface NativeStats {
   bytesFromClients: number;
   bytesFromUpstreams: number;
   acceptErrors: number;
+  udp: NativeUdpStats;
+}
+
+export interface NativeUdpStats {
+  datagramsFromClients: number;
+  datagramsToUpstreams: number;
+  datagramsFromUpstreams: number;
+  datagramsToClients: number;
+  datagramsDropped: number;
+  flowTableFull: number;
+  icmpErrors: number;
+  flowsExpired: number;
 }
 
 export interface NativeEngine {

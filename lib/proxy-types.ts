@@ -57,4 +57,27 @@ export interface ProxyStats {
   ephemeralPortRetries: number;
   bytesFromClients: number;
   bytesFromUpstreams: number;
+  /** Accepted connections the kernel handed over with an error, or accept() failures (EMFILE…). */
+  acceptErrors: number;
+  /** UDP only (zeros for TCP). */
+  udp: UdpStats;
+}
+
+export interface UdpStats {
+  /** Datagrams received from load balancers. */
+  datagramsFromClients: number;
+  /** Payloads sent on to targets. */
+  datagramsToUpstreams: number;
+  /** Replies received from targets. */
+  datagramsFromUpstreams: number;
+  /** Replies sent back to load balancers. */
+  datagramsToClients: number;
+  /** Dropped: refused flow, pending queue full, or a send the kernel refused. */
+  datagramsDropped: number;
+  /** New flows refused because maxFlows flows were open. */
+  flowTableFull: number;
+  /** ICMP errors (port unreachable…) a target's host reported on a flow; the flow stays. */
+  icmpErrors: number;
+  /** Flows closed after closeAfter seconds without a datagram either way. */
+  flowsExpired: number;
 }

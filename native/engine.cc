@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "tcp_worker.h"
+#include "udp_worker.h"
 
 namespace mmproxy {
 
@@ -48,7 +49,7 @@ Engine::~Engine() { close(0); }
 int Engine::listen(SocketError* err) {
   SockAddr addr = config_.listen;
   for (int i = 0; i < config_.listeners; i++) {
-    UniqueFd fd = open_listener(addr, SOCK_STREAM, config_.listeners > 1, config_.backlog, err);
+    UniqueFd fd = open_listener(addr, config_.type, config_.listeners > 1, config_.backlog, err);
     if (!fd) {
       listeners_.clear();
       return -err->err;
@@ -60,10 +61,23 @@ int Engine::listen(SocketError* err) {
       getsockname(fd.get(), bound.sa(), &bound.len);
       addr.set_port(bound.port());
     }
+    if (i == 0) {
+      local_address_.len = sizeof local_address_.storage;
+      getsockname(fd.get(), local_address_.sa(), &local_address_.len);
+    }
     listeners_.push_back(std::move(fd));
   }
-  for (int i = 0; i < config_.workers; i++) {
-    std::unique_ptr<WorkerThread> w = std::make_unique<TcpWorker>(*this, i);
+  // UDP: the kernel keeps each load balancer socket on one listener, so a listener belongs to
+  // one worker and a flow never spans two threads; more workers than listeners would idle.
+  const bool udp = config_.type == SOCK_DGRAM;
+  const int workers = udp && config_.workers > config_.listeners ? config_.listeners : config_.workers;
+  for (int i = 0; i < workers; i++) {
+    std::unique_ptr<WorkerThread> w;
+    if (udp) {
+      w = std::make_unique<UdpWorker>(*this, i, workers);
+    } else {
+      w = std::make_unique<TcpWorker>(*this, i);
+    }
     if (w->start(err) != 0) {
       close(0);
       listeners_.clear();
@@ -74,13 +88,6 @@ int Engine::listen(SocketError* err) {
   return 0;
 }
 
-SockAddr Engine::local_address() const {
-  SockAddr a;
-  if (listeners_.empty()) return a;
-  a.len = sizeof a.storage;
-  getsockname(listeners_[0].get(), a.sa(), &a.len);
-  return a;
-}
 
 void Engine::decide(std::vector<Decision>&& decisions) {
   if (workers_.empty()) return;
@@ -119,6 +126,14 @@ void Engine::stats(Counters* out) const {
     sum(out->bytes_from_clients, c.bytes_from_clients);
     sum(out->bytes_from_upstreams, c.bytes_from_upstreams);
     sum(out->accept_errors, c.accept_errors);
+    sum(out->datagrams_from_clients, c.datagrams_from_clients);
+    sum(out->datagrams_to_upstreams, c.datagrams_to_upstreams);
+    sum(out->datagrams_from_upstreams, c.datagrams_from_upstreams);
+    sum(out->datagrams_to_clients, c.datagrams_to_clients);
+    sum(out->datagrams_dropped, c.datagrams_dropped);
+    sum(out->flow_table_full, c.flow_table_full);
+    sum(out->icmp_errors, c.icmp_errors);
+    sum(out->flows_expired, c.flows_expired);
   }
 }
 

@@ -28,6 +28,9 @@ struct EngineConfig {
   int workers = 1;
   int64_t header_timeout_ms = 10000;
   int64_t max_connections = 0;  // 0: unlimited
+  int type = SOCK_STREAM;       // SOCK_DGRAM: the UDP proxy
+  int64_t close_after_ms = 60000;  // UDP: idle flows end after this
+  int64_t max_flows = 65536;       // UDP: new flows past this many are refused and counted
   int backlog = 4096;
 };
 
@@ -87,7 +90,8 @@ class Engine {
   // Returns only once every worker thread runs.
   int listen(SocketError* err);
   // The first listener's bound address (JS thread, after listen()).
-  SockAddr local_address() const;
+  // Any thread after listen() returned.
+  const SockAddr& local_address() const { return local_address_; }
 
   // JS thread: hand decisions to their workers (one wake-up per worker per call).
   void decide(std::vector<Decision>&& decisions);
@@ -114,6 +118,7 @@ class Engine {
  private:
   EngineConfig config_;
   std::vector<UniqueFd> listeners_;
+  SockAddr local_address_;
   std::vector<std::unique_ptr<WorkerThread>> workers_;
   Outbox outbox_;
   std::shared_ptr<const AllowTable> allow_;  // accessed with std::atomic_load/atomic_store

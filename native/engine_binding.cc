@@ -44,6 +44,12 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     config.workers = c.Get("workers").As<Napi::Number>().Int32Value();
     config.header_timeout_ms = c.Get("headerTimeoutMs").As<Napi::Number>().Int64Value();
     config.max_connections = c.Get("maxConnections").As<Napi::Number>().Int64Value();
+    if (c.Get("protocol").IsString() && c.Get("protocol").As<Napi::String>().Utf8Value() == "udp")
+      config.type = SOCK_DGRAM;
+    if (c.Get("closeAfterMs").IsNumber())
+      config.close_after_ms = c.Get("closeAfterMs").As<Napi::Number>().Int64Value();
+    if (c.Get("maxFlows").IsNumber())
+      config.max_flows = c.Get("maxFlows").As<Napi::Number>().Int64Value();
     if (config.listeners < 1 || config.workers < 1) {
       Napi::RangeError::New(env, "listeners and workers must be at least 1")
           .ThrowAsJavaScriptException();
@@ -196,6 +202,16 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     o.Set("bytesFromClients", num(c.bytes_from_clients));
     o.Set("bytesFromUpstreams", num(c.bytes_from_upstreams));
     o.Set("acceptErrors", num(c.accept_errors));
+    Napi::Object udp = Napi::Object::New(env);
+    udp.Set("datagramsFromClients", num(c.datagrams_from_clients));
+    udp.Set("datagramsToUpstreams", num(c.datagrams_to_upstreams));
+    udp.Set("datagramsFromUpstreams", num(c.datagrams_from_upstreams));
+    udp.Set("datagramsToClients", num(c.datagrams_to_clients));
+    udp.Set("datagramsDropped", num(c.datagrams_dropped));
+    udp.Set("flowTableFull", num(c.flow_table_full));
+    udp.Set("icmpErrors", num(c.icmp_errors));
+    udp.Set("flowsExpired", num(c.flows_expired));
+    o.Set("udp", udp);
     return o;
   }
 

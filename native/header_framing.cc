@@ -1,6 +1,8 @@
 // Where a PROXY protocol header ends, from its first bytes. Any thread; pure.
 #include "header_framing.h"
 
+#include <netinet/in.h>
+
 #include <cstring>
 
 namespace mmproxy {
@@ -18,6 +20,40 @@ bool prefix_matches(const uint8_t* data, size_t n, const uint8_t* sig, size_t si
 }
 
 }  // namespace
+
+bool parse_dgram_header(const uint8_t* data, size_t n, DgramHeader* out) {
+  if (n < kV2FixedLength || std::memcmp(data, kV2Signature, sizeof kV2Signature) != 0) return false;
+  const uint8_t version_command = data[12], family = data[13];
+  if ((version_command & 0xF0) != 0x20) return false;
+  const int command = version_command & 0x0F;
+  if (command > 1) return false;
+  const size_t length = kV2FixedLength + ((size_t(data[14]) << 8) | data[15]);
+  if (length > n) return false;
+  out->length = length;
+  out->local = command == 0 || family == 0x00;
+  out->source = SockAddr{};
+  if (out->local) return family == 0x00 || family == 0x12 || family == 0x22;
+  const uint8_t* a = data + kV2FixedLength;
+  if (family == 0x12) {  // AF_INET, SOCK_DGRAM: src 4, dst 4, src port, dst port
+    if (length < kV2FixedLength + 12) return false;
+    auto* sin = reinterpret_cast<sockaddr_in*>(&out->source.storage);
+    sin->sin_family = AF_INET;
+    std::memcpy(&sin->sin_addr, a, 4);
+    std::memcpy(&sin->sin_port, a + 8, 2);
+    out->source.len = sizeof(sockaddr_in);
+    return true;
+  }
+  if (family == 0x22) {  // AF_INET6, SOCK_DGRAM: src 16, dst 16, src port, dst port
+    if (length < kV2FixedLength + 36) return false;
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&out->source.storage);
+    sin6->sin6_family = AF_INET6;
+    std::memcpy(&sin6->sin6_addr, a, 16);
+    std::memcpy(&sin6->sin6_port, a + 32, 2);
+    out->source.len = sizeof(sockaddr_in6);
+    return true;
+  }
+  return false;
+}
 
 Framing frame_header(const uint8_t* data, size_t n, size_t* length) {
   *length = 0;

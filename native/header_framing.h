@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "sock_addr.h"
+
 namespace mmproxy {
 
 constexpr size_t kV1MaxLength = 107;        // "PROXY UNKNOWN ...\r\n", CRLF included
@@ -16,6 +18,17 @@ enum class Framing {
   kComplete,  // *length is the header's size
   kInvalid,   // can no longer become a header; *length is how many bytes showed it
 };
+
+// A v2 header at the start of one datagram, read just far enough to key its flow.
+struct DgramHeader {
+  size_t length = 0;   // header size; the payload follows
+  bool local = false;  // LOCAL command or AF_UNSPEC: no client address
+  SockAddr source;     // the client, when !local
+};
+
+// Parses the datagram's v2 header (UDP4, UDP6, UNSPEC; PROXY or LOCAL). False for anything
+// else: no header, v1, a stream or unix family, a truncated header or address block.
+bool parse_dgram_header(const uint8_t* data, size_t n, DgramHeader* out);
 
 // Looks at the first n bytes of a stream (or one datagram). For kComplete, *length is the size
 // of the header, which may be larger than n for v2 (the caller reads the rest).

@@ -1,0 +1,386 @@
+// The Proxy: lifecycle (listen, close with a drain deadline), the per-connection decision that
+// native workers ask for (decode the header, apply policy and the route hook), events and stats.
+// It never touches relayed bytes: those stay in the native engine.
+import { EventEmitter } from 'node:events';
+import { isIPv4 } from 'node:net';
+import type { Allowlist } from './allowlist.js';
+import { systemError, type SystemError } from './errors.js';
+import {
+  loadNative,
+  NATIVE_REJECT_REASONS,
+  type NativeAddon,
+  type NativeDecision,
+  type NativeEngine,
+  type NativeErrorRecord,
+  type NativeHeaderRecord,
+} from './native.js';
+import { loadAllowlist, normalizeOptions, type NormalizedOptions, type ProxyOptions } from './options.js';
+import { decodeHeader, type ProxyHeader } from './proxy-header.js';
+import type {
+  BoundAddress,
+  ConnectionInfo,
+  Endpoint,
+  ProxyStats,
+  RejectInfo,
+  RejectReason,
+} from './proxy-types.js';
+import { localAddresses, spoofRefusal } from './source-policy.js';
+
+/** What a `route` hook sees for each connection. */
+export interface RouteRequest {
+  protocol: 'tcp' | 'udp';
+  header: ProxyHeader;
+  loadBalancer: Endpoint;
+  client: Endpoint | null;
+  source: Endpoint;
+  /** The target the options give (target4/target6, or the header's destination). */
+  target: Endpoint;
+}
+
+/**
+ * A route hook's answer: an Endpoint to connect to instead, `undefined` (or `true`) for the
+ * default target, `false` or `null` to refuse. It may return a Promise of the same.
+ */
+export type RouteResult = Endpoint | boolean | null | undefined;
+export type RouteHook = (request: RouteRequest) => RouteResult | Promise<RouteResult>;
+
+const REASON_INDEX = new Map<RejectReason, number>(
+  NATIVE_REJECT_REASONS.map((reason, index) => [reason, index]),
+);
+
+// How long a snapshot of this host's addresses is trusted by the spoofing check.
+const LOCAL_ADDRESSES_TTL_MS = 5000;
+
+const PERMISSION_HINT =
+  'Connecting from client addresses needs CAP_NET_ADMIN or CAP_NET_RAW: run as root, or grant ' +
+  'the capability (systemd: AmbientCapabilities=CAP_NET_ADMIN; or setcap cap_net_admin+ep on the ' +
+  'node binary). `mmproxy check` tells what else is missing.';
+
+/** `::ffff:192.0.2.1` → `192.0.2.1`; other addresses unchanged. */
+function unmapped(address: string): string {
+  if (address.length > 7 && address.slice(0, 7).toLowerCase() === '::ffff:') {
+    const v4 = address.slice(7);
+    if (isIPv4(v4)) return v4;
+  }
+  return address;
+}
+
+function familyOf(address: string): 4 | 6 {
+  return isIPv4(address) ? 4 : 6;
+}
+
+/** Converts an error thrown by the addon (errno, syscall, address, port) to a Node-shaped one. */
+function fromNative(e: unknown, hint?: string): Error {
+  const n = e as { errno?: unknown; syscall?: unknown; address?: unknown; port?: unknown };
+  if (typeof n?.errno !== 'number' || typeof n.syscall !== 'string') return e as Error;
+  return systemError({
+    errno: n.errno,
+    syscall: n.syscall,
+    ...(typeof n.address === 'string' ? { address: n.address } : {}),
+    ...(typeof n.port === 'number' ? { port: n.port } : {}),
+    ...(hint === undefined ? {} : { hint }),
+  });
+}
+
+export interface ProxyEvents {
+  listening: [];
+  connection: [info: ConnectionInfo];
+  reject: [info: RejectInfo];
+  connectionError: [error: SystemError, info: { id: number; source: Endpoint; target: Endpoint }];
+  error: [error: Error];
+  close: [];
+}
+
+export class Proxy extends EventEmitter<ProxyEvents> {
+  readonly options: NormalizedOptions;
+  #addon: NativeAddon;
+  #engine: NativeEngine | null = null;
+  #allowlist: Allowlist | null | undefined = undefined; // undefined: not loaded yet
+  #state: 'new' | 'starting' | 'listening' | 'closing' | 'closed' = 'new';
+  #address: BoundAddress | null = null;
+  #closed: Promise<void> | null = null;
+  #local: { at: number; set: ReadonlySet<string> } = { at: 0, set: new Set() };
+  #unref = false;
+
+  constructor(options: ProxyOptions = {}) {
+    super();
+    this.options = normalizeOptions(options);
+    this.#addon = loadNative();
+  }
+
+  /** Opens the listeners. Resolves once they accept; rejects with a Node-shaped system error. */
+  async listen(): Promise<void> {
+    if (this.#state !== 'new') {
+      throw Object.assign(new Error(`listen() was already called (the proxy is ${this.#state})`), {
+        code: 'ERR_SERVER_ALREADY_LISTEN',
+      });
+    }
+    this.#state = 'starting';
+    try {
+      for (const family of [4, 6] as const) {
+        const probe = this.#addon.probeTransparent(family);
+        // EAFNOSUPPORT: the host has no IPv6; only a refusal of the option itself matters.
+        if (!probe.ok && (probe.errno === 1 || probe.errno === 13)) {
+          throw systemError({ errno: probe.errno, syscall: probe.syscall ?? '', hint: PERMISSION_HINT });
+        }
+      }
+      if (this.#allowlist === undefined) this.#allowlist = await loadAllowlist(this.options);
+      const o = this.options;
+      const engine = new this.#addon.Engine(
+        {
+          listen: { address: o.listen.address, port: o.listen.port },
+          listeners: o.listeners,
+          workers: o.workers,
+          headerTimeoutMs: o.headerTimeout,
+          maxConnections: Number.isFinite(o.maxConnections) ? o.maxConnections : 0,
+          protocol: o.protocol,
+          closeAfterMs: Math.round(o.closeAfter * 1000),
+          maxFlows: o.maxFlows,
+        },
+        (headers, errors) => this.#onBatch(headers, errors),
+      );
+      engine.setAllowlist(this.#allowlist ? this.#allowlist.compile() : null);
+      let bound;
+      try {
+        bound = engine.listen();
+      } catch (e) {
+        const code = (e as { errno?: number }).errno;
+        throw fromNative(
+          e,
+          code === 13
+            ? `Ports below 1024 need CAP_NET_BIND_SERVICE; choose another port or grant it`
+            : undefined,
+        );
+      }
+      this.#engine = engine;
+      if (this.#unref) engine.unref();
+      this.#address = bound;
+    } catch (e) {
+      this.#state = 'closed';
+      throw e;
+    }
+    this.#state = 'listening';
+    this.emit('listening');
+  }
+
+  /** The first listener's address, as `net.Server#address()` gives it; null before listen(). */
+  address(): BoundAddress | null {
+    return this.#address;
+  }
+
+  /** Swaps the allowlist atomically: connections accepted from now on are checked against it. */
+  setAllowlist(list: Allowlist | null): void {
+    this.#allowlist = list;
+    this.#engine?.setAllowlist(list ? list.compile() : null);
+  }
+
+  /** The allowlist in force (null: everyone is allowed). */
+  get allowlist(): Allowlist | null {
+    return this.#allowlist ?? null;
+  }
+
+  stats(): ProxyStats {
+    const s = this.#engine?.stats();
+    const rejected = Object.fromEntries(NATIVE_REJECT_REASONS.map((r) => [r, s?.rejected[r] ?? 0]));
+    return {
+      accepted: s?.accepted ?? 0,
+      active: s?.active ?? 0,
+      admitted: s?.admitted ?? 0,
+      rejected: rejected as Record<RejectReason, number>,
+      upstreamFailures: s?.upstreamFailures ?? 0,
+      ephemeralPortRetries: s?.ephemeralPortRetries ?? 0,
+      bytesFromClients: s?.bytesFromClients ?? 0,
+      bytesFromUpstreams: s?.bytesFromUpstreams ?? 0,
+      acceptErrors: s?.acceptErrors ?? 0,
+      udp: {
+        datagramsFromClients: s?.udp.datagramsFromClients ?? 0,
+        datagramsToUpstreams: s?.udp.datagramsToUpstreams ?? 0,
+        datagramsFromUpstreams: s?.udp.datagramsFromUpstreams ?? 0,
+        datagramsToClients: s?.udp.datagramsToClients ?? 0,
+        datagramsDropped: s?.udp.datagramsDropped ?? 0,
+        flowTableFull: s?.udp.flowTableFull ?? 0,
+        icmpErrors: s?.udp.icmpErrors ?? 0,
+        flowsExpired: s?.udp.flowsExpired ?? 0,
+      },
+    };
+  }
+
+  /**
+   * Stops accepting at once, lets live connections finish for `drainTimeout` ms (default: the
+   * option), then ends the rest and stops every worker thread. Returns the same promise each
+   * time; a call with `drainTimeout: 0` during a drain ends it now.
+   */
+  close(options: { drainTimeout?: number } = {}): Promise<void> {
+    const drain = options.drainTimeout ?? this.options.drainTimeout;
+    if (this.#closed) {
+      if (drain === 0) this.#engine?.hurry();
+      return this.#closed;
+    }
+    if (this.#state === 'starting') {
+      // listen() is still loading the allowlist: close once it is done either way.
+      this.#closed = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+        this.#closed = null;
+        return this.close(options);
+      });
+      return this.#closed;
+    }
+    const engine = this.#engine;
+    this.#state = 'closing';
+    this.#closed = (engine ? engine.close(drain) : Promise.resolve()).then(() => {
+      this.#state = 'closed';
+      this.emit('close');
+    });
+    return this.#closed;
+  }
+
+  /** Like net.Server: an unref'ed proxy does not keep the event loop alive. */
+  unref(): this {
+    this.#unref = true;
+    this.#engine?.unref();
+    return this;
+  }
+
+  ref(): this {
+    this.#unref = false;
+    this.#engine?.ref();
+    return this;
+  }
+
+  #localAddresses(): ReadonlySet<string> {
+    const now = Date.now();
+    if (now - this.#local.at > LOCAL_ADDRESSES_TTL_MS) this.#local = { at: now, set: localAddresses() };
+    return this.#local.set;
+  }
+
+  #onBatch(headers: NativeHeaderRecord[], errors: NativeErrorRecord[]): void {
+    const engine = this.#engine;
+    if (!engine) return;
+    const decisions: NativeDecision[] = [];
+    for (const record of headers) {
+      const decision = this.#decide(record, (late) => engine.decide([late]));
+      if (decision) decisions.push(decision);
+    }
+    if (decisions.length > 0) engine.decide(decisions);
+    for (const [id, errno, syscall, sourceAddress, sourcePort, address, port] of errors) {
+      if (this.listenerCount('connectionError') === 0) continue;
+      const err = systemError({ errno, syscall, address, port });
+      this.emit('connectionError', err, {
+        id,
+        source: { address: sourceAddress, port: sourcePort },
+        target: { address, port },
+      });
+    }
+  }
+
+  #reject(
+    id: number,
+    reason: RejectReason,
+    loadBalancer: Endpoint,
+    header?: ProxyHeader,
+    error?: Error,
+  ): NativeDecision {
+    if (this.listenerCount('reject') > 0) {
+      const info: RejectInfo = { protocol: this.options.protocol, reason, loadBalancer };
+      if (header) info.header = header;
+      if (error) info.error = error;
+      this.emit('reject', info);
+    }
+    return [id, REASON_INDEX.get(reason)!];
+  }
+
+  /** One connection's decision; null when an async route hook will answer through `later`. */
+  #decide(record: NativeHeaderRecord, later: (d: NativeDecision) => void): NativeDecision | null {
+    const [id, peerAddress, peerPort, , , bytes] = record;
+    const loadBalancer = { address: unmapped(peerAddress), port: peerPort };
+    const udp = this.options.protocol === 'udp';
+    let header: ProxyHeader;
+    try {
+      const decoded = decodeHeader(bytes, { transport: udp ? 'dgram' : 'stream' });
+      if (decoded === null) throw new Error('incomplete PROXY header');
+      header = decoded.header;
+    } catch (e) {
+      return this.#reject(id, 'badHeader', loadBalancer, undefined, e as Error);
+    }
+    const o = this.options;
+    const hasClient =
+      header.command === 'PROXY' &&
+      (udp
+        ? header.protocol === 'UDP4' || header.protocol === 'UDP6'
+        : header.protocol === 'TCP4' || header.protocol === 'TCP6') &&
+      header.source?.port != null;
+    let client: Endpoint | null = null;
+    let source: Endpoint;
+    if (hasClient) {
+      client = { address: unmapped(header.source!.address), port: header.source!.port! };
+      const refusal = spoofRefusal(client.address, client.port, this.#localAddresses());
+      if (refusal !== null) {
+        return this.#reject(id, 'spoofRefused', loadBalancer, header, new Error(
+          `refusing to connect from ${client.address}:${client.port} (${refusal})`,
+        ));
+      }
+      source = client;
+    } else {
+      // LOCAL, UNKNOWN: no client to stand for. Connect from the load balancer's own address,
+      // never from ours: the application must not mistake it for a local connection.
+      if (o.local === 'reject') return this.#reject(id, 'localRejected', loadBalancer, header);
+      source = { address: loadBalancer.address, port: 0 };
+    }
+    const family = familyOf(source.address);
+    let target: Endpoint;
+    if (o.dynamicDestination && hasClient && header.destination?.port != null) {
+      target = { address: unmapped(header.destination.address), port: header.destination.port };
+      if (familyOf(target.address) !== family) {
+        return this.#reject(id, 'badHeader', loadBalancer, header, new Error(
+          `source ${source.address} and destination ${target.address} are of different families`,
+        ));
+      }
+    } else {
+      const t = family === 4 ? o.target4 : o.target6;
+      target = { address: t.address, port: t.port };
+    }
+    const admit = (t: Endpoint): NativeDecision => {
+      if (familyOf(t.address) !== family) {
+        return this.#reject(id, 'routeRejected', loadBalancer, header, new Error(
+          `route hook chose ${t.address}, not of the source's family`,
+        ));
+      }
+      if (this.listenerCount('connection') > 0) {
+        this.emit('connection', {
+          id,
+          protocol: o.protocol,
+          loadBalancer,
+          client,
+          source,
+          target: t,
+          header,
+        });
+      }
+      return [id, -1, source.address, source.port, t.address, t.port, o.mark];
+    };
+    const route = o.route as RouteHook | undefined;
+    if (!route) return admit(target);
+    const settle = (r: RouteResult): NativeDecision => {
+      if (r === false || r === null) return this.#reject(id, 'routeRejected', loadBalancer, header);
+      if (r === undefined || r === true) return admit(target);
+      return admit({ address: unmapped(r.address), port: r.port });
+    };
+    const fail = (e: unknown): NativeDecision =>
+      this.#reject(id, 'routeRejected', loadBalancer, header, e as Error);
+    let result: RouteResult | Promise<RouteResult>;
+    try {
+      result = route({ protocol: o.protocol, header, loadBalancer, client, source, target });
+    } catch (e) {
+      return fail(e);
+    }
+    if (result && typeof (result as Promise<RouteResult>).then === 'function') {
+      (result as Promise<RouteResult>).then(settle, fail).then(later);
+      return null;
+    }
+    return settle(result as RouteResult);
+  }
+}
+
+/** Creates a proxy; call `listen()` to start it. Throws on a bad option or without the addon. */
+export function createProxy(options: ProxyOptions = {}): Proxy {
+  return new Proxy(options);
+}

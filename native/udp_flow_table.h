@@ -1,0 +1,65 @@
+// FlowTable: the UDP flows of one worker, keyed by (load balancer address and port, client
+// address and port), with a least-recently-active list so that idle flows expire in order.
+// Worker thread only.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "sock_addr.h"
+#include "unique_fd.h"
+#include "worker_thread.h"
+
+namespace mmproxy {
+
+struct FlowKey {
+  SockAddr load_balancer;
+  SockAddr client;  // the load balancer again for LOCAL: one flow per load balancer socket
+};
+
+struct FlowKeyHash {
+  size_t operator()(const FlowKey& k) const;
+};
+struct FlowKeyEqual {
+  bool operator()(const FlowKey& a, const FlowKey& b) const;
+};
+
+struct UdpFlow {
+  enum class State : uint8_t { kPending, kAdmitted, kRefused };
+  uint64_t id = 0;
+  FlowKey key;
+  State state = State::kPending;
+  int listener_index = 0;  // the socket the flow arrived on; replies leave from it
+  UniqueFd socket;         // transparent, bound to the client, connected to the target
+  SockAddr source;
+  SockAddr target;
+  std::vector<std::vector<uint8_t>> queue;  // payloads that arrived while pending
+  int64_t last_active_ms = 0;
+  UdpFlow* older = nullptr;
+  UdpFlow* newer = nullptr;
+  EpollTag tag;
+};
+
+class FlowTable {
+ public:
+  UdpFlow* find(const FlowKey& key) const;
+  UdpFlow* find_id(uint64_t id) const;
+  UdpFlow* insert(std::unique_ptr<UdpFlow> flow);  // the flow becomes the newest
+  void touch(UdpFlow* flow, int64_t now_ms);        // moves it to the newest end
+  void remove(UdpFlow* flow);                       // closes its socket
+  UdpFlow* oldest() const { return oldest_; }
+  size_t size() const { return by_key_.size(); }
+  void clear();
+
+ private:
+  void unlink(UdpFlow* f);
+  void link_newest(UdpFlow* f);
+  std::unordered_map<FlowKey, std::unique_ptr<UdpFlow>, FlowKeyHash, FlowKeyEqual> by_key_;
+  std::unordered_map<uint64_t, UdpFlow*> by_id_;
+  UdpFlow* oldest_ = nullptr;
+  UdpFlow* newest_ = nullptr;
+};
+
+}  // namespace mmproxy

@@ -1,0 +1,336 @@
+// UdpWorker: a relay thread for UDP. Worker thread unless udp_worker.h says otherwise.
+#include "udp_worker.h"
+
+#include <sys/epoll.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "header_framing.h"
+
+namespace mmproxy {
+
+namespace {
+
+constexpr int kBatch = 32;
+constexpr size_t kDatagramMax = 65536;
+// Datagrams kept per flow while JavaScript decides; more are dropped and counted.
+constexpr size_t kPendingQueueLimit = 64;
+constexpr int kMaxEvents = 256;
+
+}  // namespace
+
+int UdpWorker::setup(SocketError* err) {
+  const auto& listeners = engine_.listeners();
+  listener_tags_.resize(listeners.size());
+  for (size_t i = 0; i < listeners.size(); i++) {
+    if (int(i) % stride_ != index_) continue;
+    listener_tags_[i].kind = EpollTag::kListener;
+    listener_tags_[i].index = int(i);
+    if (!watch(listeners[i].get(), EPOLLIN, &listener_tags_[i])) {
+      err->err = errno;
+      err->syscall = "epoll_ctl(EPOLL_CTL_ADD, udp listener)";
+      return -err->err;
+    }
+    owned_listeners_.push_back(int(i));
+  }
+  buffers_.resize(size_t(kBatch) * kDatagramMax);
+  in_.resize(kBatch);
+  in_iov_.resize(kBatch);
+  in_addr_.resize(kBatch);
+  out_.resize(kBatch);
+  out_iov_.resize(kBatch);
+  return 0;
+}
+
+void UdpWorker::run() {
+  epoll_event events[kMaxEvents];
+  while (!closing_) {
+    int n = epoll_wait(epoll_.get(), events, kMaxEvents, epoll_timeout(monotonic_ms()));
+    for (int i = 0; i < n && !closing_; i++) {
+      auto* tag = static_cast<EpollTag*>(events[i].data.ptr);
+      switch (tag->kind) {
+        case EpollTag::kWake:
+          handle_inbox();
+          break;
+        case EpollTag::kListener:
+          if (reading_) read_listener(tag->index);
+          break;
+        case EpollTag::kFlow:
+          read_flow(static_cast<UdpFlow*>(tag->object));
+          break;
+        default:
+          break;
+      }
+    }
+    expire(monotonic_ms());
+  }
+  // A datagram proxy has nothing to drain: flows end with the proxy.
+  while (UdpFlow* f = flows_.oldest()) close_flow(f);
+}
+
+int UdpWorker::epoll_timeout(int64_t now) const {
+  const UdpFlow* oldest = flows_.oldest();
+  if (!oldest) return -1;
+  int64_t wait = oldest->last_active_ms + engine_.config().close_after_ms - now;
+  if (wait <= 0) return 0;
+  return wait > 60000 ? 60000 : int(wait) + 1;
+}
+
+void UdpWorker::handle_inbox() {
+  std::vector<Decision> batch;
+  int64_t deadline;
+  take_inbox(&batch, &deadline);
+  for (const Decision& d : batch) {
+    if (UdpFlow* f = flows_.find_id(d.id)) admit(f, d);
+  }
+  if (deadline >= 0) {
+    stop_reading();
+    closing_ = true;
+  }
+}
+
+void UdpWorker::stop_reading() {
+  if (!reading_) return;
+  reading_ = false;
+  for (int i : owned_listeners_)
+    epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, engine_.listeners()[size_t(i)].get(), nullptr);
+  engine_.ack_stop_accepting();
+}
+
+void UdpWorker::read_listener(int li) {
+  const int lfd = engine_.listeners()[size_t(li)].get();
+  const EngineConfig& cfg = engine_.config();
+  std::shared_ptr<const AllowTable> allow = engine_.allowlist();
+  for (int round = 0; round < 8; round++) {
+    for (int i = 0; i < kBatch; i++) {
+      in_iov_[i] = {buffers_.data() + size_t(i) * kDatagramMax, kDatagramMax};
+      in_[i].msg_hdr = msghdr{};
+      in_[i].msg_hdr.msg_name = &in_addr_[i];
+      in_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+      in_[i].msg_hdr.msg_iov = &in_iov_[i];
+      in_[i].msg_hdr.msg_iovlen = 1;
+    }
+    int n = recvmmsg(lfd, in_.data(), kBatch, MSG_DONTWAIT, nullptr);
+    if (n <= 0) return;
+    const int64_t now = monotonic_ms();
+    Counters::add(counters_.datagrams_from_clients, uint64_t(n));
+    // Payloads of admitted flows, in arrival order, sent in runs of one flow.
+    int out_count = 0;
+    UdpFlow* run_flow = nullptr;
+    auto flush = [&] {
+      if (out_count == 0) return;
+      int sent = sendmmsg(run_flow->socket.get(), out_.data(), unsigned(out_count), MSG_DONTWAIT);
+      int ok = sent < 0 ? 0 : sent;
+      Counters::add(counters_.datagrams_to_upstreams, uint64_t(ok));
+      Counters::add(counters_.datagrams_dropped, uint64_t(out_count - ok));
+      out_count = 0;
+    };
+    for (int i = 0; i < n; i++) {
+      SockAddr peer;
+      std::memcpy(&peer.storage, &in_addr_[i], sizeof(sockaddr_storage));
+      peer.len = in_[i].msg_hdr.msg_namelen;
+      const uint8_t* data = static_cast<const uint8_t*>(in_iov_[i].iov_base);
+      const size_t len = in_[i].msg_len;
+      if (allow && !allow->contains(peer)) {
+        Counters::add(counters_.rejected[kNotAllowed], 1);
+        continue;
+      }
+      DgramHeader h;
+      if ((in_[i].msg_hdr.msg_flags & MSG_TRUNC) || !parse_dgram_header(data, len, &h)) {
+        Counters::add(counters_.rejected[kBadHeader], 1);
+        continue;
+      }
+      FlowKey key{peer, h.local ? peer : h.source};
+      UdpFlow* f = flows_.find(key);
+      if (!f) {
+        if (engine_.live_connections().load(std::memory_order_relaxed) >= cfg.max_flows) {
+          Counters::add(counters_.flow_table_full, 1);
+          continue;
+        }
+        auto flow = std::make_unique<UdpFlow>();
+        flow->id = (uint64_t(index_) << 40) | (++seq_ & ((uint64_t(1) << 40) - 1));
+        flow->key = key;
+        flow->listener_index = li;
+        flow->last_active_ms = now;
+        flow->tag.kind = EpollTag::kFlow;
+        flow->tag.object = flow.get();
+        flow->queue.emplace_back(data + h.length, data + len);
+        f = flows_.insert(std::move(flow));
+        Counters::add(counters_.accepted, 1);
+        Counters::add(counters_.active, 1);
+        engine_.live_connections().fetch_add(1, std::memory_order_relaxed);
+        HeaderRecord r;
+        r.id = double(f->id);
+        r.peer = peer;
+        r.local = engine_.local_address();
+        r.bytes.assign(data, data + h.length);
+        engine_.outbox().push(std::move(r));
+        continue;
+      }
+      flows_.touch(f, now);
+      if (f->state == UdpFlow::State::kAdmitted) {
+        if (run_flow != f) {
+          flush();
+          run_flow = f;
+        }
+        out_iov_[out_count] = {const_cast<uint8_t*>(data) + h.length, len - h.length};
+        out_[out_count].msg_hdr = msghdr{};
+        out_[out_count].msg_hdr.msg_iov = &out_iov_[out_count];
+        out_[out_count].msg_hdr.msg_iovlen = 1;
+        out_count++;
+      } else if (f->state == UdpFlow::State::kPending && f->queue.size() < kPendingQueueLimit) {
+        f->queue.emplace_back(data + h.length, data + len);
+      } else {
+        Counters::add(counters_.datagrams_dropped, 1);
+      }
+    }
+    flush();
+    if (n < kBatch) return;
+  }
+}
+
+void UdpWorker::admit(UdpFlow* f, const Decision& d) {
+  if (f->state != UdpFlow::State::kPending) return;
+  if (!d.admit) {
+    // Kept as refused until idle, so that the flow's later datagrams are dropped here without
+    // asking JavaScript again.
+    int reason = d.reason >= 0 && d.reason < kRejectReasonCount ? d.reason : kBadHeader;
+    Counters::add(counters_.rejected[reason], 1);
+    Counters::add(counters_.datagrams_dropped, f->queue.size());
+    f->queue.clear();
+    f->state = UdpFlow::State::kRefused;
+    return;
+  }
+  SockAddr source = d.source;
+  SocketError err;
+  UniqueFd sock;
+  if (source.family() != d.target.family()) {
+    err.err = EAFNOSUPPORT;
+    err.syscall = "connect(" + d.target.to_string() + ") from " + source.to_string();
+  }
+  for (int attempt = 0; attempt < 2 && !sock && err.err == 0; attempt++) {
+    SocketOptions o;
+    o.family = d.target.family();
+    o.type = SOCK_DGRAM;
+    o.transparent = true;
+    o.mark = d.mark;
+    o.bind_no_port = source.port() == 0;
+    UniqueFd fd = open_socket(o, &err);
+    if (!fd) break;
+    if (bind_socket(fd.get(), source, &err) == 0) {
+      if (connect(fd.get(), d.target.sa(), d.target.len) == 0) {
+        sock = std::move(fd);
+        break;
+      }
+      err.err = errno;
+      err.syscall = "connect(" + d.target.to_string() + ") from " + source.to_string();
+    }
+    // Two load balancers may carry the same client address and port: the second flow cannot
+    // bind it, so it goes out from the same address and another port.
+    if (attempt == 0 && err.err == EADDRINUSE && source.port() != 0) {
+      Counters::add(counters_.ephemeral_port_retries, 1);
+      source.set_port(0);
+      err = SocketError{};
+      continue;
+    }
+    break;
+  }
+  if (!sock || !watch(sock.get(), EPOLLIN, &f->tag)) {
+    if (sock) {
+      err.err = errno;
+      err.syscall = "epoll_ctl(EPOLL_CTL_ADD, flow)";
+    }
+    Counters::add(counters_.upstream_failures, 1);
+    Counters::add(counters_.datagrams_dropped, f->queue.size());
+    f->queue.clear();
+    f->state = UdpFlow::State::kRefused;
+    ErrorRecord r;
+    r.id = double(f->id);
+    r.err = err.err;
+    r.syscall = err.syscall;
+    r.source = source;
+    r.address = d.target;
+    engine_.outbox().push(std::move(r));
+    return;
+  }
+  f->socket = std::move(sock);
+  f->source = source;
+  f->target = d.target;
+  f->state = UdpFlow::State::kAdmitted;
+  Counters::add(counters_.admitted, 1);
+  send_queued(f);
+}
+
+void UdpWorker::send_queued(UdpFlow* f) {
+  size_t done = 0;
+  while (done < f->queue.size()) {
+    int count = 0;
+    for (size_t i = done; i < f->queue.size() && count < kBatch; i++, count++) {
+      out_iov_[count] = {f->queue[i].data(), f->queue[i].size()};
+      out_[count].msg_hdr = msghdr{};
+      out_[count].msg_hdr.msg_iov = &out_iov_[count];
+      out_[count].msg_hdr.msg_iovlen = 1;
+    }
+    int sent = sendmmsg(f->socket.get(), out_.data(), unsigned(count), MSG_DONTWAIT);
+    int ok = sent < 0 ? 0 : sent;
+    Counters::add(counters_.datagrams_to_upstreams, uint64_t(ok));
+    Counters::add(counters_.datagrams_dropped, uint64_t(count - ok));
+    done += size_t(count);
+  }
+  f->queue.clear();
+  f->queue.shrink_to_fit();
+}
+
+void UdpWorker::read_flow(UdpFlow* f) {
+  const int lfd = engine_.listeners()[size_t(f->listener_index)].get();
+  for (int round = 0; round < 8; round++) {
+    for (int i = 0; i < kBatch; i++) {
+      in_iov_[i] = {buffers_.data() + size_t(i) * kDatagramMax, kDatagramMax};
+      in_[i].msg_hdr = msghdr{};
+      in_[i].msg_hdr.msg_iov = &in_iov_[i];
+      in_[i].msg_hdr.msg_iovlen = 1;
+    }
+    int n = recvmmsg(f->socket.get(), in_.data(), kBatch, MSG_DONTWAIT, nullptr);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+      // ECONNREFUSED, EHOSTUNREACH…: an ICMP error from the target. The error is consumed by
+      // this call; the flow stays (the target may come back) and ends when idle, as any other.
+      Counters::add(counters_.icmp_errors, 1);
+      continue;
+    }
+    if (n == 0) return;
+    Counters::add(counters_.datagrams_from_upstreams, uint64_t(n));
+    for (int i = 0; i < n; i++) {
+      out_iov_[i] = {in_iov_[i].iov_base, in_[i].msg_len};
+      out_[i].msg_hdr = msghdr{};
+      out_[i].msg_hdr.msg_name = const_cast<sockaddr*>(f->key.load_balancer.sa());
+      out_[i].msg_hdr.msg_namelen = f->key.load_balancer.len;
+      out_[i].msg_hdr.msg_iov = &out_iov_[i];
+      out_[i].msg_hdr.msg_iovlen = 1;
+    }
+    int sent = sendmmsg(lfd, out_.data(), unsigned(n), MSG_DONTWAIT);
+    int ok = sent < 0 ? 0 : sent;
+    Counters::add(counters_.datagrams_to_clients, uint64_t(ok));
+    Counters::add(counters_.datagrams_dropped, uint64_t(n - ok));
+    flows_.touch(f, monotonic_ms());
+    if (n < kBatch) return;
+  }
+}
+
+void UdpWorker::close_flow(UdpFlow* f) {
+  Counters::add(counters_.active, -1);
+  engine_.live_connections().fetch_sub(1, std::memory_order_relaxed);
+  flows_.remove(f);
+}
+
+void UdpWorker::expire(int64_t now) {
+  const int64_t idle = engine_.config().close_after_ms;
+  while (UdpFlow* f = flows_.oldest()) {
+    if (now - f->last_active_ms < idle) break;
+    Counters::add(counters_.flows_expired, 1);
+    close_flow(f);
+  }
+}
+
+}  // namespace mmproxy

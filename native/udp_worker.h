@@ -1,0 +1,52 @@
+// UdpWorker: a relay thread for UDP. It reads datagrams from the listening sockets it owns in
+// batches (recvmmsg), keys each by (load balancer, client) from its v2 header, sends the payload
+// of known flows on at once (sendmmsg per run of one flow), queues the first datagrams of a new
+// flow while JavaScript decides, and carries replies back to the load balancer. Idle flows
+// expire after closeAfter. Worker thread unless noted.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "engine.h"
+#include "udp_flow_table.h"
+#include "worker_thread.h"
+
+namespace mmproxy {
+
+class UdpWorker : public WorkerThread {
+ public:
+  UdpWorker(Engine& engine, int index, int workers) : WorkerThread(engine, index), stride_(workers) {}
+
+ private:
+  int setup(SocketError* err) override;  // JS thread
+  void run() override;
+  void handle_inbox();
+  void stop_reading();
+  void read_listener(int listener_index);
+  void read_flow(UdpFlow* flow);
+  void admit(UdpFlow* flow, const Decision& d);
+  void send_queued(UdpFlow* flow);
+  void close_flow(UdpFlow* flow);
+  void expire(int64_t now);
+  int epoll_timeout(int64_t now) const;
+
+  const int stride_;  // listener i belongs to worker i % stride_
+  std::vector<EpollTag> listener_tags_;
+  std::vector<int> owned_listeners_;
+  bool reading_ = true;
+  bool closing_ = false;
+  uint64_t seq_ = 0;
+  FlowTable flows_;
+  // Batch buffers for recvmmsg/sendmmsg.
+  std::vector<uint8_t> buffers_;
+  std::vector<mmsghdr> in_;
+  std::vector<iovec> in_iov_;
+  std::vector<sockaddr_storage> in_addr_;
+  std::vector<mmsghdr> out_;
+  std::vector<iovec> out_iov_;
+};
+
+}  // namespace mmproxy

@@ -1,0 +1,279 @@
+// The TCP proxy end to end, in the private namespace: real clients send PROXY headers to a real
+// proxy, which connects to a real upstream from the client's address; each test checks what the
+// upstream saw.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { once } from 'node:events';
+import { createProxy, type Proxy } from '../lib/proxy.js';
+import type { ProxyOptions } from '../lib/options.js';
+import type { RejectInfo, ConnectionInfo } from '../lib/proxy-types.js';
+import {
+  Upstream,
+  connectAndSend,
+  ending,
+  readAll,
+  requireNamespace,
+  sleep,
+  until,
+} from './helpers/net.js';
+import { v1, v2, v2Local } from './helpers/headers.js';
+
+requireNamespace();
+
+let up4: Upstream;
+let up6: Upstream;
+
+before(async () => {
+  up4 = await Upstream.start('127.0.0.1');
+  up6 = await Upstream.start('::1');
+});
+
+after(async () => {
+  await up4.close();
+  await up6.close();
+});
+
+async function startProxy(options: ProxyOptions = {}): Promise<{ proxy: Proxy; port: number }> {
+  const proxy = createProxy({
+    listen: '127.0.0.1:0',
+    target4: up4.endpoint,
+    target6: up6.endpoint,
+    workers: 2,
+    ...options,
+  });
+  await proxy.listen();
+  return { proxy, port: proxy.address()!.port };
+}
+
+/** Sends header + payload, waits for the echo of payload, returns what the upstream saw. */
+async function roundTrip(
+  port: number,
+  header: Uint8Array | string,
+  upstream: Upstream,
+  payload = 'hello upstream',
+): Promise<{ remoteAddress: string; remotePort: number }> {
+  const before = upstream.connections.length;
+  const socket = await connectAndSend(port, [header, payload]);
+  const [data] = (await once(socket, 'data')) as [Buffer];
+  assert.equal(data.toString(), payload);
+  const seen = (await upstream.waitFor(before + 1))[before]!;
+  socket.destroy();
+  return seen;
+}
+
+describe('spoofing: the upstream sees the client of the header', () => {
+  let proxy: Proxy;
+  let port: number;
+  before(async () => ({ proxy, port } = await startProxy()));
+  after(() => proxy.close());
+
+  test('v1 TCP4', async () => {
+    const seen = await roundTrip(port, v1('192.0.2.7', 51000), up4);
+    assert.equal(seen.remoteAddress, '192.0.2.7');
+    assert.equal(seen.remotePort, 51000);
+  });
+
+  test('v1 TCP6', async () => {
+    const seen = await roundTrip(port, v1('2001:db8::7', 51001, '::1'), up6);
+    assert.equal(seen.remoteAddress, '2001:db8::7');
+    assert.equal(seen.remotePort, 51001);
+  });
+
+  test('v2 INET', async () => {
+    const seen = await roundTrip(port, v2('198.51.100.20', 40000), up4);
+    assert.deepEqual([seen.remoteAddress, seen.remotePort], ['198.51.100.20', 40000]);
+  });
+
+  test('v2 INET6 arriving over an IPv4 listener goes to target6', async () => {
+    const seen = await roundTrip(port, v2('2001:db8:1::20', 40001), up6);
+    assert.deepEqual([seen.remoteAddress, seen.remotePort], ['2001:db8:1::20', 40001]);
+  });
+
+  test('an IPv4-mapped IPv6 source counts as IPv4 and goes to target4', async () => {
+    const seen = await roundTrip(port, v2('::ffff:203.0.113.9', 40002), up4);
+    assert.deepEqual([seen.remoteAddress, seen.remotePort], ['203.0.113.9', 40002]);
+  });
+
+  test("'connection' carries client, target and the decoded header", async () => {
+    const events: ConnectionInfo[] = [];
+    const listener = (info: ConnectionInfo) => events.push(info);
+    proxy.on('connection', listener);
+    await roundTrip(port, v2('203.0.113.44', 40100), up4);
+    proxy.off('connection', listener);
+    assert.equal(events.length, 1);
+    const info = events[0]!;
+    assert.deepEqual(info.client, { address: '203.0.113.44', port: 40100 });
+    assert.deepEqual(info.target, { address: '127.0.0.1', port: up4.port });
+    assert.equal(info.loadBalancer.address, '127.0.0.1');
+    assert.equal(info.header.version, 2);
+    assert.equal(info.header.protocol, 'TCP4');
+  });
+});
+
+describe('headers without a client', () => {
+  test('LOCAL and UNKNOWN connect from the load balancer, not from the proxy', async () => {
+    const { proxy, port } = await startProxy({ listen: '0.0.0.0:0' });
+    try {
+      for (const header of [v2Local(), 'PROXY UNKNOWN\r\n']) {
+        const before = up4.connections.length;
+        // The "load balancer" connects from 127.0.0.9, an address the proxy does not use.
+        const socket = net.connect({ port, host: '127.0.0.1', localAddress: '127.0.0.9' });
+        await once(socket, 'connect');
+        socket.write(header);
+        socket.write('ping');
+        const [data] = (await once(socket, 'data')) as [Buffer];
+        assert.equal(data.toString(), 'ping');
+        const seen = (await up4.waitFor(before + 1))[before]!;
+        assert.equal(seen.remoteAddress, '127.0.0.9');
+        socket.destroy();
+      }
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test("local: 'reject' refuses them and counts it", async () => {
+    const { proxy, port } = await startProxy({ local: 'reject' });
+    try {
+      const rejects: RejectInfo[] = [];
+      proxy.on('reject', (r) => rejects.push(r));
+      const socket = await connectAndSend(port, [v2Local(), 'x']);
+      await ending(socket);
+      assert.equal(proxy.stats().rejected.localRejected, 1);
+      assert.equal(rejects[0]?.reason, 'localRejected');
+    } finally {
+      await proxy.close();
+    }
+  });
+});
+
+describe('sources that are never spoofed', () => {
+  let proxy: Proxy;
+  let port: number;
+  before(async () => ({ proxy, port } = await startProxy()));
+  after(() => proxy.close());
+
+  const cases: Array<[string, string | Uint8Array]> = [
+    ['loopback', v1('127.0.0.1', 5000)],
+    ['loopback elsewhere in 127/8', v1('127.1.2.3', 5000)],
+    ['IPv6 loopback', v1('::1', 5000, '::1')],
+    ['unspecified', v1('0.0.0.0', 5000)],
+    ['IPv6 unspecified', v2('::', 5000)],
+    ['multicast', v1('224.0.0.1', 5000)],
+    ['IPv6 multicast', v2('ff02::1', 5000)],
+    ['broadcast', v1('255.255.255.255', 5000)],
+    ['mapped loopback', v2('::ffff:127.0.0.1', 5000)],
+    ['source port 0', v1('192.0.2.1', 0)],
+  ];
+  for (const [name, header] of cases) {
+    test(name, async () => {
+      const before = up4.connections.length + up6.connections.length;
+      const refusedBefore = proxy.stats().rejected.spoofRefused;
+      const socket = await connectAndSend(port, [header, 'data']);
+      assert.notEqual(await ending(socket), 'data');
+      assert.equal(proxy.stats().rejected.spoofRefused, refusedBefore + 1);
+      await sleep(20);
+      assert.equal(up4.connections.length + up6.connections.length, before);
+    });
+  }
+});
+
+describe('framing', () => {
+  let proxy: Proxy;
+  let port: number;
+  before(async () => ({ proxy, port } = await startProxy({ headerTimeout: 400 })));
+  after(() => proxy.close());
+
+  test('a header sent one byte at a time, then payload in later segments', async () => {
+    const header = Buffer.from(v2('192.0.2.50', 1234));
+    const chunks = [...header].map((b) => Uint8Array.of(b));
+    const before = up4.connections.length;
+    const socket = await connectAndSend(port, [...chunks, 'first ', 'second'], '127.0.0.1', 2);
+    const received: Buffer[] = [];
+    socket.on('data', (d: Buffer) => received.push(d));
+    await until(() => Buffer.concat(received).toString() === 'first second', 'the echo');
+    assert.equal((await up4.waitFor(before + 1))[before]!.remoteAddress, '192.0.2.50');
+    socket.destroy();
+  });
+
+  test('a v1 header split at every point, with payload in the same segment', async () => {
+    const header = v1('192.0.2.51', 2000);
+    for (let cut = 1; cut < header.length; cut += 7) {
+      const socket = await connectAndSend(
+        port,
+        [header.slice(0, cut), header.slice(cut) + 'payload'],
+        '127.0.0.1',
+        3,
+      );
+      const [data] = (await once(socket, 'data')) as [Buffer];
+      assert.equal(data.toString(), 'payload');
+      socket.destroy();
+    }
+  });
+
+  test('a header that does not complete in time is closed and counted', async () => {
+    const timeoutsBefore = proxy.stats().rejected.headerTimeout;
+    const socket = await connectAndSend(port, ['PROXY TCP4 192.0.2.1']);
+    const started = Date.now();
+    await ending(socket);
+    const took = Date.now() - started;
+    assert.ok(took >= 300, `closed after ${took} ms, before headerTimeout`);
+    assert.equal(proxy.stats().rejected.headerTimeout, timeoutsBefore + 1);
+  });
+
+  test('garbage is refused as soon as it cannot be a header', async () => {
+    const rejects: RejectInfo[] = [];
+    const listener = (r: RejectInfo) => rejects.push(r);
+    proxy.on('reject', listener);
+    const socket = await connectAndSend(port, ['GET / HTTP/1.1\r\n']);
+    const started = Date.now();
+    await ending(socket);
+    proxy.off('reject', listener);
+    assert.ok(Date.now() - started < 300, 'closed before the header timeout');
+    assert.equal(rejects[0]?.reason, 'badHeader');
+    assert.equal((rejects[0]?.error as { code?: string }).code, 'ERR_PROXY_BAD_SIGNATURE');
+  });
+
+  test('a malformed v1 header is refused with the decoder’s reason', async () => {
+    const rejects: RejectInfo[] = [];
+    const listener = (r: RejectInfo) => rejects.push(r);
+    proxy.on('reject', listener);
+    const socket = await connectAndSend(port, ['PROXY TCP4 192.0.2.1 127.0.0.1 99999 443\r\n']);
+    await ending(socket);
+    proxy.off('reject', listener);
+    assert.equal(rejects[0]?.reason, 'badHeader');
+    assert.match(String((rejects[0]?.error as { code?: string }).code), /^ERR_PROXY_V1_/);
+  });
+});
+
+describe('allowlist', () => {
+  test('a peer outside it is closed before a byte is read; nothing reaches the upstream', async () => {
+    const { proxy, port } = await startProxy({ allowedSubnets: ['192.0.2.0/24'] });
+    try {
+      const before = up4.connections.length;
+      const socket = await connectAndSend(port, [v1('203.0.113.1', 1000), 'secret']);
+      await ending(socket);
+      assert.equal(proxy.stats().rejected.notAllowed, 1);
+      assert.equal(proxy.stats().admitted, 0);
+      await sleep(20);
+      assert.equal(up4.connections.length, before);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test('a peer inside it passes, and the list can be swapped while running', async () => {
+    const { proxy, port } = await startProxy({ allowedSubnets: ['127.0.0.0/8'] });
+    try {
+      await roundTrip(port, v1('203.0.113.2', 1001), up4);
+      const { Allowlist } = await import('../lib/allowlist.js');
+      proxy.setAllowlist(Allowlist.from(['10.0.0.0/8']));
+      const socket = await connectAndSend(port, [v1('203.0.113.3', 1002), 'x']);
+      await ending(socket);
+      assert.equal(proxy.stats().rejected.notAllowed, 1);
+    } finally {
+      await proxy.close();
+    }
+  });
+});

@@ -1,0 +1,245 @@
+// The UDP proxy end to end, in the private namespace: a "load balancer" socket sends datagrams
+// with v2 headers; a real UDP upstream records where each came from and echoes it.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import { once } from 'node:events';
+import { createProxy, type Proxy } from '../lib/proxy.js';
+import type { ProxyOptions } from '../lib/options.js';
+import { requireNamespace, sleep, until } from './helpers/net.js';
+import { v1, v2, v2Local } from './helpers/headers.js';
+
+requireNamespace();
+
+interface Seen {
+  address: string;
+  port: number;
+  payload: string;
+}
+
+class UdpUpstream {
+  readonly seen: Seen[] = [];
+  constructor(readonly socket: dgram.Socket) {
+    socket.on('message', (msg, rinfo) => {
+      this.seen.push({ address: rinfo.address, port: rinfo.port, payload: msg.toString() });
+      socket.send(msg, rinfo.port, rinfo.address);
+    });
+  }
+  static async start(type: 'udp4' | 'udp6', host: string): Promise<UdpUpstream> {
+    const socket = dgram.createSocket(type);
+    socket.bind(0, host);
+    await once(socket, 'listening');
+    return new UdpUpstream(socket);
+  }
+  get endpoint(): string {
+    const a = this.socket.address();
+    return a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+  }
+}
+
+/** A load balancer's socket: sends header + payload, collects replies. */
+class LoadBalancer {
+  readonly replies: string[] = [];
+  constructor(readonly socket: dgram.Socket) {
+    socket.on('message', (msg) => this.replies.push(msg.toString()));
+  }
+  static async start(host = '127.0.0.1'): Promise<LoadBalancer> {
+    const socket = dgram.createSocket('udp4');
+    socket.bind(0, host);
+    await once(socket, 'listening');
+    return new LoadBalancer(socket);
+  }
+  send(port: number, header: Uint8Array | string, payload: string): void {
+    this.socket.send(Buffer.concat([Buffer.from(header), Buffer.from(payload)]), port, '127.0.0.1');
+  }
+  close(): void {
+    this.socket.close();
+  }
+}
+
+let up4: UdpUpstream;
+let up6: UdpUpstream;
+before(async () => {
+  up4 = await UdpUpstream.start('udp4', '127.0.0.1');
+  up6 = await UdpUpstream.start('udp6', '::1');
+});
+after(() => {
+  up4.socket.close();
+  up6.socket.close();
+});
+
+async function startProxy(options: ProxyOptions = {}): Promise<{ proxy: Proxy; port: number }> {
+  const proxy = createProxy({
+    protocol: 'udp',
+    listen: '127.0.0.1:0',
+    target4: up4.endpoint,
+    target6: up6.endpoint,
+    ...options,
+  });
+  await proxy.listen();
+  return { proxy, port: proxy.address()!.port };
+}
+
+const udp4 = (address: string, port: number) => v2(address, port, '127.0.0.1', 8443, 'UDP4');
+const udp6 = (address: string, port: number) => v2(address, port, '::1', 8443, 'UDP6');
+
+describe('datagrams', () => {
+  let proxy: Proxy;
+  let port: number;
+  let lb: LoadBalancer;
+  before(async () => {
+    ({ proxy, port } = await startProxy());
+    lb = await LoadBalancer.start();
+  });
+  after(async () => {
+    lb.close();
+    await proxy.close();
+  });
+
+  test('UDP4: the upstream sees the client; the reply reaches the load balancer without a header', async () => {
+    const before = up4.seen.length;
+    lb.send(port, udp4('192.0.2.10', 5000), 'ping4');
+    await until(() => lb.replies.includes('ping4'), 'the reply');
+    assert.deepEqual(up4.seen[before], { address: '192.0.2.10', port: 5000, payload: 'ping4' });
+  });
+
+  test('UDP6 goes to target6 from the IPv6 client', async () => {
+    const before = up6.seen.length;
+    lb.send(port, udp6('2001:db8::10', 5001), 'ping6');
+    await until(() => lb.replies.includes('ping6'), 'the reply');
+    assert.deepEqual(up6.seen[before], { address: '2001:db8::10', port: 5001, payload: 'ping6' });
+  });
+
+  test('many clients through one load balancer socket keep distinct flows', async () => {
+    const before = up4.seen.length;
+    for (let i = 1; i <= 20; i++) lb.send(port, udp4(`198.51.100.${i}`, 6000 + i), `c${i}`);
+    await until(() => up4.seen.length >= before + 20, '20 datagrams upstream');
+    const sources = new Set(up4.seen.slice(before).map((s) => `${s.address}:${s.port}`));
+    assert.equal(sources.size, 20);
+    for (const s of up4.seen.slice(before)) {
+      assert.equal(s.payload, `c${Number(s.address.split('.')[3])}`);
+    }
+  });
+
+  test('a burst on a new flow arrives complete and in order', async () => {
+    const before = up4.seen.length;
+    for (let i = 0; i < 300; i++) lb.send(port, udp4('203.0.113.30', 7000), `seq-${i}`);
+    await until(() => up4.seen.length >= before + 300, '300 datagrams');
+    const payloads = up4.seen.slice(before).map((s) => s.payload);
+    assert.deepEqual(
+      payloads,
+      Array.from({ length: 300 }, (_, i) => `seq-${i}`),
+    );
+  });
+
+  test('datagrams without a v2 datagram header are dropped and counted', async () => {
+    const before = up4.seen.length;
+    const bad = proxy.stats().rejected.badHeader;
+    lb.send(port, '', 'no header at all');
+    lb.send(port, v1('192.0.2.11', 5002), 'v1 header');
+    lb.send(port, v2('192.0.2.12', 5003), 'TCP4 family');
+    await until(() => proxy.stats().rejected.badHeader >= bad + 3, 'three rejections');
+    await sleep(50);
+    assert.equal(up4.seen.length, before);
+  });
+
+  test('a source that must never be spoofed is refused once; its later datagrams stay native', async () => {
+    const before = proxy.stats();
+    let rejects = 0;
+    proxy.on('reject', () => rejects++);
+    for (let i = 0; i < 5; i++) lb.send(port, udp4('127.0.0.1', 5004), 'x');
+    await until(() => proxy.stats().udp.datagramsDropped >= before.udp.datagramsDropped + 4, 'drops');
+    assert.equal(proxy.stats().rejected.spoofRefused, before.rejected.spoofRefused + 1);
+    assert.equal(rejects, 1, 'one decision in JavaScript for the whole flow');
+  });
+});
+
+describe('flow table', () => {
+  test('LOCAL is forwarded from the load balancer’s own address', async () => {
+    const { proxy, port } = await startProxy();
+    const lb = await LoadBalancer.start('127.0.0.9');
+    try {
+      const before = up4.seen.length;
+      lb.send(port, v2Local(), 'local');
+      await until(() => lb.replies.includes('local'), 'the reply');
+      assert.equal(up4.seen[before]?.address, '127.0.0.9');
+    } finally {
+      lb.close();
+      await proxy.close();
+    }
+  });
+
+  test('an idle flow closes within a second of closeAfter', async () => {
+    const { proxy, port } = await startProxy({ closeAfter: 0.5 });
+    const lb = await LoadBalancer.start();
+    try {
+      lb.send(port, udp4('192.0.2.20', 5100), 'a');
+      await until(() => lb.replies.length === 1, 'the reply');
+      assert.equal(proxy.stats().active, 1);
+      const started = Date.now();
+      await until(() => proxy.stats().active === 0, 'the flow to expire', 3000);
+      const took = Date.now() - started;
+      assert.ok(took >= 350 && took < 1500, `expired after ${took} ms`);
+      assert.equal(proxy.stats().udp.flowsExpired, 1);
+    } finally {
+      lb.close();
+      await proxy.close();
+    }
+  });
+
+  test('at maxFlows new flows are refused and counted; existing ones keep working', async () => {
+    const { proxy, port } = await startProxy({ maxFlows: 3 });
+    const lb = await LoadBalancer.start();
+    try {
+      for (let i = 1; i <= 3; i++) lb.send(port, udp4(`192.0.2.${40 + i}`, 5200), `f${i}`);
+      await until(() => lb.replies.length === 3, 'three replies');
+      lb.send(port, udp4('192.0.2.44', 5200), 'f4');
+      await until(() => proxy.stats().udp.flowTableFull === 1, 'the refusal');
+      lb.send(port, udp4('192.0.2.41', 5200), 'again');
+      await until(() => lb.replies.includes('again'), 'an existing flow');
+      assert.ok(!lb.replies.includes('f4'));
+    } finally {
+      lb.close();
+      await proxy.close();
+    }
+  });
+
+  test('a load balancer outside the allowlist is dropped in native code', async () => {
+    const { proxy, port } = await startProxy({ allowedSubnets: ['10.0.0.0/8'] });
+    const lb = await LoadBalancer.start();
+    let rejects = 0;
+    proxy.on('reject', () => rejects++);
+    try {
+      for (let i = 0; i < 50; i++) lb.send(port, udp4('192.0.2.50', 5300 + i), 'x');
+      await until(() => proxy.stats().rejected.notAllowed === 50, 'fifty drops');
+      assert.equal(rejects, 0, 'no JavaScript call per datagram');
+      assert.equal(proxy.stats().accepted, 0);
+    } finally {
+      lb.close();
+      await proxy.close();
+    }
+  });
+
+  test('an ICMP error from the target is counted and disturbs no other flow', async () => {
+    const closed = dgram.createSocket('udp4');
+    closed.bind(0, '127.0.0.1');
+    await once(closed, 'listening');
+    const deadPort = closed.address().port;
+    closed.close();
+    const { proxy, port } = await startProxy({
+      route: ({ client }) =>
+        client?.address === '192.0.2.60' ? { address: '127.0.0.1', port: deadPort } : undefined,
+    });
+    const lb = await LoadBalancer.start();
+    try {
+      lb.send(port, udp4('192.0.2.60', 5400), 'to nowhere');
+      await until(() => proxy.stats().udp.icmpErrors >= 1, 'the ICMP error');
+      lb.send(port, udp4('192.0.2.61', 5400), 'elsewhere');
+      await until(() => lb.replies.includes('elsewhere'), 'the other flow');
+      assert.equal(proxy.stats().active, 2, 'the refused flow is kept until idle');
+    } finally {
+      lb.close();
+      await proxy.close();
+    }
+  });
+});
