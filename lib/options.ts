@@ -1,0 +1,436 @@
+// createProxy's options: their types, go-mmproxy's defaults, and the one validation that turns
+// what a user passed into NormalizedOptions, or an InvalidOptionError that names the option,
+// shows what it got and gives a valid example.
+import os from 'node:os';
+import path from 'node:path';
+import { Allowlist, formatV4, formatV6, parseIp } from './allowlist.js';
+import { AllowlistError, InvalidOptionError } from './errors.js';
+
+/** An address and port given as an object, e.g. what `server.address()` returns. */
+export interface EndpointInput {
+  address: string;
+  port: number;
+  family?: 'IPv4' | 'IPv6' | 4 | 6;
+}
+
+export interface Endpoint {
+  /** Canonical text, as Node prints addresses ("::1", "127.0.0.1"). */
+  address: string;
+  port: number;
+  family: 4 | 6;
+}
+
+/**
+ * The user's routing hook. Its call signature belongs to the Proxy module; options only checks
+ * that it is a function.
+ */
+export type RouteHook = (...args: never[]) => unknown;
+
+/** What createProxy accepts. Every option is optional; DEFAULTS fills the gaps. */
+export interface ProxyOptions {
+  /** Where to accept load balancer connections: "0.0.0.0:8443", "[::]:8443" or {address, port}. Port 0 = ephemeral. */
+  listen?: string | EndpointInput;
+  /** Upstream for IPv4 clients: "127.0.0.1:443". */
+  target4?: string | EndpointInput;
+  /** Upstream for IPv6 clients: "[::1]:443". */
+  target6?: string | EndpointInput;
+  protocol?: 'tcp' | 'udp';
+  /** Load balancer subnets allowed to connect, given in code. Excludes allowedSubnetsFile. */
+  allowedSubnets?: readonly string[] | Allowlist;
+  /** A file of load balancer subnets (go-mmproxy's --allowed-subnets). Excludes allowedSubnets. */
+  allowedSubnetsFile?: string;
+  /** SO_MARK for upstream sockets; 0 = none. */
+  mark?: number;
+  /** Listening sockets (SO_REUSEPORT). */
+  listeners?: number;
+  /** Native worker threads. */
+  workers?: number;
+  /** UDP: seconds a flow may be idle before it closes. */
+  closeAfter?: number;
+  /** Milliseconds for a PROXY header to arrive complete. */
+  headerTimeout?: number;
+  /** Milliseconds close() waits for connections to finish before ending them. */
+  drainTimeout?: number;
+  /** Live TCP connections at most; 0 or Infinity = unlimited. */
+  maxConnections?: number;
+  /** UDP flows at most. */
+  maxFlows?: number;
+  /** Connect to the header's destination address and port instead of target4/target6. */
+  dynamicDestination?: boolean;
+  /** LOCAL/UNKNOWN headers: connect from the load balancer's address, or reject them. */
+  local?: 'load-balancer' | 'reject';
+  route?: RouteHook;
+  /** 0, 1 or 2, as go-mmproxy's -v; only the CLI logs. */
+  verbosity?: 0 | 1 | 2;
+}
+
+export interface NormalizedOptions {
+  listen: Endpoint;
+  target4: Endpoint;
+  target6: Endpoint;
+  protocol: 'tcp' | 'udp';
+  /** The inline allowlist (from allowedSubnets), or null. */
+  allowlist: Allowlist | null;
+  /** Absolute path of the allowlist file, or null. */
+  allowedSubnetsFile: string | null;
+  mark: number;
+  listeners: number;
+  workers: number;
+  closeAfter: number;
+  headerTimeout: number;
+  drainTimeout: number;
+  /** Infinity when unlimited. */
+  maxConnections: number;
+  maxFlows: number;
+  dynamicDestination: boolean;
+  local: 'load-balancer' | 'reject';
+  route: RouteHook | null;
+  verbosity: 0 | 1 | 2;
+}
+
+const MAX_WORKERS = 256;
+const MAX_LISTENERS = 1024;
+const MAX_UINT32 = 0xffffffff;
+// Timers in Node and in the engine hold milliseconds in a signed 32-bit number.
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** go-mmproxy's defaults, plus ours for what it does not have. */
+export const DEFAULTS = Object.freeze({
+  listen: '0.0.0.0:8443',
+  target4: '127.0.0.1:443',
+  target6: '[::1]:443',
+  protocol: 'tcp',
+  mark: 0,
+  listeners: 1,
+  workers: Math.min(os.availableParallelism(), MAX_WORKERS),
+  closeAfter: 60,
+  headerTimeout: 10_000,
+  drainTimeout: 30_000,
+  maxConnections: Infinity,
+  maxFlows: 65_536,
+  dynamicDestination: false,
+  local: 'load-balancer',
+  verbosity: 0,
+} as const);
+
+const OPTION_NAMES = [
+  'listen',
+  'target4',
+  'target6',
+  'protocol',
+  'allowedSubnets',
+  'allowedSubnetsFile',
+  'mark',
+  'listeners',
+  'workers',
+  'closeAfter',
+  'headerTimeout',
+  'drainTimeout',
+  'maxConnections',
+  'maxFlows',
+  'dynamicDestination',
+  'local',
+  'route',
+  'verbosity',
+] as const satisfies readonly (keyof ProxyOptions)[];
+
+/** A value as a message shows it: JSON where JSON works, shortened. */
+function describe(value: unknown): string {
+  if (typeof value === 'function') return 'a function';
+  if (typeof value === 'bigint') return `${value}n`;
+  if (typeof value === 'symbol' || value === undefined) return String(value);
+  if (typeof value === 'number') return Object.is(value, -0) ? '-0' : String(value);
+  if (value instanceof Allowlist) return String(value);
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch {
+    // Cyclic or otherwise unserializable: the type is all we can show.
+  }
+  if (text === undefined) text = Object.prototype.toString.call(value);
+  return text.length > 80 ? `${text.slice(0, 79)}…` : text;
+}
+
+function fail(option: string, expected: string, value: unknown, detail?: string): never {
+  throw new InvalidOptionError(
+    option,
+    `option "${option}" must be ${expected}; got ${describe(value)}${detail ? ` (${detail})` : ''}`,
+  );
+}
+
+const words = new Uint32Array(4);
+
+/**
+ * "host:port", "[v6]:port" or {address, port} → Endpoint. `want` restricts the family;
+ * `minPort` is 0 for listen (ephemeral) and 1 for targets.
+ */
+function endpoint(option: string, value: unknown, want: 4 | 6 | 0, minPort: 0 | 1): Endpoint {
+  const kind = want === 4 ? 'an IPv4 address' : want === 6 ? 'an IPv6 address' : 'an IP address';
+  const stringExample =
+    option === 'listen'
+      ? '"0.0.0.0:8443" or "[::]:8443"'
+      : want === 4
+        ? '"127.0.0.1:443"'
+        : '"[::1]:443"';
+  let address: unknown;
+  let port: unknown;
+  let expected: string;
+  let bracketed = false;
+  if (typeof value === 'string') {
+    expected = `${kind} and port such as ${stringExample}`;
+    const bad = (detail?: string): never => fail(option, expected, value, detail);
+    let portText: string;
+    if (value.startsWith('[')) {
+      const close = value.indexOf(']');
+      if (close < 0 || value[close + 1] !== ':') bad('write the port after "]:"');
+      address = value.slice(1, close);
+      portText = value.slice(close + 2);
+      bracketed = true;
+    } else {
+      const colon = value.lastIndexOf(':');
+      if (colon < 0) bad('the port is missing');
+      address = value.slice(0, colon);
+      portText = value.slice(colon + 1);
+      if ((address as string).includes(':')) bad('put an IPv6 address in brackets: "[::1]:443"');
+    }
+    if (!/^[0-9]{1,5}$/.test(portText)) {
+      bad(`the port must be a whole number from ${minPort} to 65535`);
+    }
+    port = Number(portText);
+  } else if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+    const objectExample =
+      option === 'listen'
+        ? '{ address: "0.0.0.0", port: 8443 }'
+        : want === 4
+          ? '{ address: "127.0.0.1", port: 443 }'
+          : '{ address: "::1", port: 443 }';
+    expected = `${kind} and port such as ${objectExample}`;
+    const extra = Object.keys(value).filter((k) => !['address', 'port', 'family'].includes(k));
+    if (extra.length > 0) fail(option, expected, value, `unknown key "${extra[0]}"`);
+    ({ address, port } = value as { address: unknown; port: unknown });
+    if (typeof port !== 'number') fail(option, expected, value, 'port must be a number');
+  } else {
+    return fail(option, `${kind} and port such as ${stringExample}`, value);
+  }
+  const bad = (detail?: string): never => fail(option, expected, value, detail);
+  if (typeof address !== 'string') return bad('address must be a string');
+  if (address.includes('%')) return bad('zone indexes such as %eth0 are not supported');
+  const family = parseIp(address, words);
+  if (family === 0) return bad(`${JSON.stringify(address)} is not an IP address`);
+  if (bracketed && family === 4) return bad('only an IPv6 address goes in brackets');
+  if (want !== 0 && family !== want) return bad(`${JSON.stringify(address)} is IPv${family}`);
+  const portNumber = port as number;
+  if (!Number.isInteger(portNumber) || portNumber < minPort || portNumber > 65535) {
+    return bad(`the port must be a whole number from ${minPort} to 65535`);
+  }
+  if (typeof value === 'object') {
+    const given = (value as EndpointInput).family;
+    if (given !== undefined && given !== family && given !== `IPv${family}`) {
+      return bad(`family ${JSON.stringify(given)} does not match the address`);
+    }
+  }
+  return {
+    address: family === 4 ? formatV4(words[3]!) : formatV6(words),
+    port: portNumber,
+    family,
+  };
+}
+
+function integer(
+  option: string,
+  value: unknown,
+  min: number,
+  max: number,
+  example: number,
+  also = '',
+): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    fail(option, `a whole number from ${min} to ${max}${also} such as ${example}`, value);
+  }
+  return value as number;
+}
+
+function duration(
+  option: string,
+  value: unknown,
+  unit: string,
+  min: number,
+  exclusive: boolean,
+  max: number,
+  example: number,
+): number {
+  const bound = exclusive ? `more than ${min}` : `${min} or more`;
+  if (
+    typeof value !== 'number' ||
+    !Number.isFinite(value) ||
+    (exclusive ? value <= min : value < min) ||
+    value > max
+  ) {
+    fail(option, `a number of ${unit}, ${bound} and at most ${max}, such as ${example}`, value);
+  }
+  return value as number;
+}
+
+function oneOf<T extends string | number | boolean>(
+  option: string,
+  value: unknown,
+  choices: readonly T[],
+): T {
+  if (!choices.includes(value as T)) {
+    fail(option, `one of ${choices.map((c) => JSON.stringify(c)).join(', ')}`, value);
+  }
+  return value as T;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1]!.toLowerCase() === b[j - 1]!.toLowerCase() ? 0 : 1;
+      current.push(Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + cost));
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
+}
+
+/**
+ * Validates and normalizes createProxy's options synchronously. The allowlist file is only
+ * checked to be a path; `loadAllowlist` reads it.
+ */
+export function normalizeOptions(input: ProxyOptions = {}): NormalizedOptions {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    fail('options', 'an object such as { listen: "0.0.0.0:8443" }', input);
+  }
+  const unknown = Object.keys(input).filter(
+    (k) => !(OPTION_NAMES as readonly string[]).includes(k),
+  );
+  if (unknown.length > 0) {
+    const name = unknown[0]!;
+    const close = OPTION_NAMES.find((valid) => editDistance(name, valid) <= 2);
+    const names = unknown.map((k) => JSON.stringify(k)).join(', ');
+    throw new InvalidOptionError(
+      name,
+      `unknown option${unknown.length > 1 ? 's' : ''} ${names}` +
+        `${close && unknown.length === 1 ? ` (did you mean "${close}"?)` : ''}; ` +
+        `valid options are ${OPTION_NAMES.join(', ')}`,
+    );
+  }
+  const get = <K extends keyof ProxyOptions>(key: K): unknown => input[key];
+  const given = (key: keyof ProxyOptions): boolean => input[key] !== undefined;
+
+  let allowlist: Allowlist | null = null;
+  let allowedSubnetsFile: string | null = null;
+  if (given('allowedSubnets') && given('allowedSubnetsFile')) {
+    throw new InvalidOptionError(
+      'allowedSubnets',
+      'options "allowedSubnets" and "allowedSubnetsFile" cannot both be given; use ' +
+        'allowedSubnets for subnets in code such as ["192.0.2.0/24"], or allowedSubnetsFile ' +
+        'for a file such as "/etc/mmproxy/allowed-subnets.txt"',
+    );
+  }
+  if (given('allowedSubnets')) {
+    const value = get('allowedSubnets');
+    const expected =
+      'an Allowlist or a non-empty array of subnets such as ["192.0.2.0/24", "2001:db8::/32"]';
+    if (value instanceof Allowlist) {
+      allowlist = value;
+    } else if (Array.isArray(value)) {
+      try {
+        allowlist = Allowlist.from(value as string[]);
+      } catch (err) {
+        if (!(err instanceof AllowlistError)) throw err;
+        fail('allowedSubnets', expected, value, err.message);
+      }
+    } else {
+      fail('allowedSubnets', expected, value);
+    }
+  }
+  if (given('allowedSubnetsFile')) {
+    const value = get('allowedSubnetsFile');
+    if (typeof value !== 'string' || value === '' || value.includes('\0')) {
+      fail('allowedSubnetsFile', 'a file path such as "/etc/mmproxy/allowed-subnets.txt"', value);
+    }
+    allowedSubnetsFile = path.resolve(value as string);
+  }
+
+  const or = <K extends keyof ProxyOptions>(key: K, fallback: unknown): unknown =>
+    given(key) ? get(key) : fallback;
+
+  const maxConnections = or('maxConnections', DEFAULTS.maxConnections);
+  const route = or('route', null);
+  if (given('route') && typeof route !== 'function') {
+    fail('route', 'a function such as (connection) => decision', route);
+  }
+
+  return {
+    listen: endpoint('listen', or('listen', DEFAULTS.listen), 0, 0),
+    target4: endpoint('target4', or('target4', DEFAULTS.target4), 4, 1),
+    target6: endpoint('target6', or('target6', DEFAULTS.target6), 6, 1),
+    protocol: oneOf('protocol', or('protocol', DEFAULTS.protocol), ['tcp', 'udp'] as const),
+    allowlist,
+    allowedSubnetsFile,
+    mark: integer('mark', or('mark', DEFAULTS.mark), 0, MAX_UINT32, 1),
+    listeners: integer('listeners', or('listeners', DEFAULTS.listeners), 1, MAX_LISTENERS, 4),
+    workers: integer('workers', or('workers', DEFAULTS.workers), 1, MAX_WORKERS, 4),
+    closeAfter: duration(
+      'closeAfter',
+      or('closeAfter', DEFAULTS.closeAfter),
+      'seconds',
+      0,
+      true,
+      Math.floor(MAX_TIMER_MS / 1000),
+      60,
+    ),
+    headerTimeout: duration(
+      'headerTimeout',
+      or('headerTimeout', DEFAULTS.headerTimeout),
+      'milliseconds',
+      0,
+      true,
+      MAX_TIMER_MS,
+      10000,
+    ),
+    drainTimeout: duration(
+      'drainTimeout',
+      or('drainTimeout', DEFAULTS.drainTimeout),
+      'milliseconds',
+      0,
+      false,
+      MAX_TIMER_MS,
+      30000,
+    ),
+    maxConnections:
+      maxConnections === 0 || maxConnections === Infinity
+        ? Infinity
+        : integer(
+            'maxConnections',
+            maxConnections,
+            1,
+            MAX_UINT32,
+            10000,
+            ', or 0 or Infinity for no limit,',
+          ),
+    maxFlows: integer('maxFlows', or('maxFlows', DEFAULTS.maxFlows), 1, MAX_UINT32, 65536),
+    dynamicDestination: oneOf(
+      'dynamicDestination',
+      or('dynamicDestination', DEFAULTS.dynamicDestination),
+      [false, true] as const,
+    ),
+    local: oneOf('local', or('local', DEFAULTS.local), ['load-balancer', 'reject'] as const),
+    route: route as RouteHook | null,
+    verbosity: oneOf('verbosity', or('verbosity', DEFAULTS.verbosity), [0, 1, 2] as const),
+  };
+}
+
+/**
+ * The allowlist the options configure: the inline one, the file read now (AllowlistError when it
+ * cannot be used), or null when there is none, which allows every load balancer as go-mmproxy
+ * does without --allowed-subnets.
+ */
+export async function loadAllowlist(options: NormalizedOptions): Promise<Allowlist | null> {
+  if (options.allowlist) return options.allowlist;
+  if (options.allowedSubnetsFile !== null) return Allowlist.fromFile(options.allowedSubnetsFile);
+  return null;
+}
