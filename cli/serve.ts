@@ -1,0 +1,266 @@
+// Runs the proxy for `mmproxy [flags]` until a signal or a fatal error: routing setup, listen,
+// event logging, the start-up self-check, metrics, SIGHUP reloads, graceful then immediate stop,
+// and the exit status (0 clean stop, 1 runtime failure, 2 an option the library refused).
+import { AllowlistError, InvalidOptionError } from '../lib/errors.js';
+import type { Proxy } from '../lib/proxy.js';
+import { selfCheck } from '../lib/self-check.js';
+import { DEFAULT_ROUTE_TABLE, flagForOption, toProxyOptions, type CliFlags } from './flags.js';
+import { Logger, formatEndpoint } from './logger.js';
+import type { CliIo, CliSignal } from './main.js';
+import {
+  formatMetrics,
+  startMetricsServer,
+  type CommandCounters,
+  type MetricsServer,
+} from './metrics.js';
+import { DropSummary, logProxyEvents } from './proxy-log.js';
+import { setupRoutes, type RouteSetup } from './routes.js';
+
+/** How often the drop summary (and the rate limiter's "suppressed" line) is written. */
+export const SUMMARY_INTERVAL_MS = 60_000;
+
+export interface ServeHooks {
+  /** Overrides SUMMARY_INTERVAL_MS (tests). */
+  summaryIntervalMs?: number;
+}
+
+export async function serve(flags: CliFlags, io: CliIo, hooks: ServeHooks = {}): Promise<number> {
+  const logger = new Logger(io.stdout);
+  const listenAddr = flags.listen;
+  const base = { protocol: flags.protocol, listenAddr };
+
+  let routes: RouteSetup | undefined;
+  const teardownRoutes = async (): Promise<void> => {
+    if (!routes) return;
+    const added = routes.added.map((c) => c.text);
+    const failed = await routes.teardown();
+    routes = undefined;
+    for (const f of failed) logger.error('failed to remove a routing entry', { error: f });
+    if (added.length > 0)
+      logger.info('routing entries removed', { removed: added.length - failed.length });
+  };
+
+  // Loaded here rather than at the top so that --help and usage errors work where the proxy
+  // cannot (no addon, another OS).
+  let proxy: Proxy;
+  try {
+    const { createProxy } = await import('../lib/proxy.js');
+    proxy = createProxy(toProxyOptions(flags));
+  } catch (err) {
+    if (err instanceof InvalidOptionError) {
+      io.stderr.write(`mmproxy: ${flagForOption(err.option)}: ${err.message}\n`);
+      return 2;
+    }
+    logger.error('failed to start', { ...base, error: err as Error });
+    return 1;
+  }
+
+  if (flags.setupRoutes !== undefined) {
+    try {
+      routes = await setupRoutes(
+        [
+          { family: 4, address: hostOf(flags.target4) },
+          { family: 6, address: hostOf(flags.target6) },
+        ],
+        flags.setupRoutes,
+      );
+      logger.info('routing entries set up', {
+        table: flags.setupRoutes,
+        added: routes.added.map((c) => c.text),
+        alreadyPresent: routes.present.map((c) => c.text),
+      });
+    } catch (err) {
+      logger.error('failed to set up routing entries', {
+        table: flags.setupRoutes,
+        error: err as Error,
+      });
+      return 1;
+    }
+  }
+
+  try {
+    return await run(proxy, flags, io, logger, hooks);
+  } finally {
+    await teardownRoutes();
+  }
+}
+
+async function run(
+  proxy: Proxy,
+  flags: CliFlags,
+  io: CliIo,
+  logger: Logger,
+  hooks: ServeHooks,
+): Promise<number> {
+  const base = { protocol: flags.protocol, listenAddr: flags.listen };
+  const localAddr = (): string => {
+    const bound = proxy.address();
+    return bound ? formatEndpoint(bound) : flags.listen;
+  };
+  const detach = logProxyEvents(proxy, logger, flags.verbosity, localAddr);
+
+  // Settles the run: the first outcome wins.
+  let finish!: (code: number) => void;
+  const finished = new Promise<number>((resolve) => (finish = resolve));
+  let fatal = false;
+  proxy.on('error', (err) => {
+    logger.error('listener failed', { ...base, error: err });
+    fatal = true;
+    void proxy.close({ drainTimeout: 0 }).then(
+      () => finish(1),
+      () => finish(1),
+    );
+  });
+
+  try {
+    await proxy.listen();
+  } catch (err) {
+    const e = err as Error & { code?: string };
+    if (err instanceof AllowlistError) {
+      logger.error('failed to load allowed subnets file', {
+        path: flags.allowedSubnetsFile,
+        error: e,
+      });
+    } else {
+      logger.error('failed to bind listener', { ...base, error: e, code: e.code });
+    }
+    detach();
+    return 1;
+  }
+
+  const counters: CommandCounters = {
+    allowlistReloads: { ok: 0, error: 0 },
+    startTimeSeconds: Math.floor(Date.now() / 1000),
+  };
+  logger.info('listening', {
+    ...base,
+    localAddr: localAddr(),
+    targetAddr4: flags.target4,
+    targetAddr6: flags.target6,
+    listeners: flags.listeners,
+    allowedSubnets: flags.allowedSubnetsFile,
+    mark: flags.mark,
+    verbosity: flags.verbosity,
+  });
+
+  let metrics: MetricsServer | undefined;
+  if (flags.metrics) {
+    try {
+      metrics = await startMetricsServer(flags.metrics.host, flags.metrics.port, () =>
+        formatMetrics(proxy.stats(), counters),
+      );
+      logger.info('serving metrics', {
+        metricsAddr: formatEndpoint(metrics.address) + '/metrics',
+      });
+    } catch (err) {
+      logger.error('failed to serve metrics', {
+        metricsAddr: formatEndpoint({ address: flags.metrics.host, port: flags.metrics.port }),
+        error: err as Error,
+      });
+      await proxy.close({ drainTimeout: 0 });
+      detach();
+      return 1;
+    }
+  }
+
+  // The start-up self-check only warns: the proxy may be right where the check cannot tell.
+  void selfCheck({
+    target4: flags.target4,
+    target6: flags.target6,
+    protocol: flags.protocol,
+    mark: flags.mark,
+    table: flags.setupRoutes ?? DEFAULT_ROUTE_TABLE,
+    timeoutMs: 1000,
+  }).then(
+    (items) => {
+      const failed = items.filter((i) => i.status === 'fail');
+      for (const item of failed) {
+        logger.warn('self-check failed', {
+          check: item.id,
+          what: item.title,
+          detail: item.detail,
+          fix: item.fix.join('; '),
+        });
+      }
+      if (failed.length === 0) logger.info('self-check passed', { checks: items.length });
+    },
+    (err: Error) => logger.warn('self-check could not run', { error: err }),
+  );
+
+  const summary = new DropSummary(() => proxy.stats());
+  // This timer also keeps the process alive while the proxy runs.
+  const timer = setInterval(() => {
+    summary.report(logger);
+    logger.flushSuppressed();
+  }, hooks.summaryIntervalMs ?? SUMMARY_INTERVAL_MS);
+
+  // SIGHUP reloads run one after another, so the last file read is the list in force.
+  let reloading = Promise.resolve();
+  const reload = (): void => {
+    reloading = reloading.then(async () => {
+      const file = flags.allowedSubnetsFile;
+      if (file === undefined) {
+        logger.warn('SIGHUP ignored: there is no --allowed-subnets file to reload');
+        return;
+      }
+      try {
+        const { Allowlist } = await import('../lib/allowlist.js');
+        const list = await Allowlist.fromFile(file);
+        proxy.setAllowlist(list);
+        counters.allowlistReloads.ok++;
+        logger.info('allowed subnets reloaded', { path: file, subnets: list.size });
+      } catch (err) {
+        counters.allowlistReloads.error++;
+        logger.error('failed to reload allowed subnets; keeping the previous list', {
+          path: file,
+          error: err as Error,
+        });
+      }
+    });
+  };
+
+  let stopping = false;
+  const onSignal = (signal: CliSignal): void => {
+    if (signal === 'SIGHUP') return reload();
+    if (!stopping) {
+      stopping = true;
+      const drainTimeout = flags.drainTimeout ?? proxy.options.drainTimeout;
+      logger.info('shutting down: draining connections', {
+        signal,
+        active: proxy.stats().active,
+        drainTimeoutSeconds: drainTimeout / 1000,
+      });
+      void proxy.close({ drainTimeout }).then(
+        () => finish(fatal ? 1 : 0),
+        (err: Error) => {
+          logger.error('failed to close', { error: err });
+          finish(1);
+        },
+      );
+    } else {
+      logger.info('stopping now', { signal, active: proxy.stats().active });
+      void proxy.close({ drainTimeout: 0 });
+    }
+  };
+  io.signals?.on('signal', onSignal);
+  // The library closed without us asking (a listener died): that is a failure.
+  proxy.on('close', () => {
+    if (!stopping) finish(1);
+  });
+
+  const code = await finished;
+  io.signals?.off('signal', onSignal);
+  clearInterval(timer);
+  await reloading;
+  summary.report(logger);
+  detach();
+  await metrics?.close();
+  logger.info('stopped', { ...base, exitCode: code });
+  logger.flushSuppressed();
+  return code;
+}
+
+function hostOf(hostPort: string): string {
+  const m = /^\[?(.*?)\]?:\d+$/.exec(hostPort);
+  return m ? m[1]! : hostPort;
+}
