@@ -88,7 +88,7 @@ export const FLAGS: readonly FlagSpec[] = [
     valueName: 'FILE',
     defaultText: '',
     example: '/etc/mmproxy/allowed-subnets.txt',
-    help: 'File of the subnets load balancers connect from (one CIDR a line); SIGHUP reloads it',
+    help: 'Subnets load balancers may connect from, one a line; SIGHUP reloads it',
   },
   {
     name: 'close-after',
@@ -121,7 +121,7 @@ export const FLAGS: readonly FlagSpec[] = [
     valueName: '0|1|2',
     defaultText: '0',
     example: '1',
-    help: '0: start, stop and a summary of drops; 1: each connection error; 2: each state change',
+    help: '0: start, stop, drop summaries; 1: also connection errors; 2: also state changes',
   },
   {
     name: 'header-timeout',
@@ -177,7 +177,7 @@ export const FLAGS: readonly FlagSpec[] = [
     valueName: '',
     defaultText: '',
     example: 'true',
-    help: "Refuse LOCAL/UNKNOWN headers instead of connecting from the load balancer's address",
+    help: "Refuse LOCAL/UNKNOWN headers (else: connect from the load balancer's address)",
   },
   {
     name: 'metrics',
@@ -193,7 +193,7 @@ export const FLAGS: readonly FlagSpec[] = [
     valueName: '[TABLE]',
     defaultText: '',
     example: '123',
-    help: 'Add the ip rule/route entries replies need at start (table 123 unless given), remove them at exit',
+    help: 'Add the ip rule/route entries replies need (table 123); remove them at exit',
   },
 ];
 
@@ -358,11 +358,7 @@ function normalizeArgv(args: readonly string[]): Tokens {
       'dot-notation': false,
       'duplicate-arguments-array': false,
     })
-    .options(
-      Object.fromEntries(
-        FLAGS.map((spec) => [spec.name, { type: spec.kind === 'bool' ? 'string' : 'string' }]),
-      ),
-    )
+    .options(Object.fromEntries(FLAGS.map((spec) => [spec.name, { type: 'string' as const }])))
     .strict()
     .help(false)
     .version(false)
@@ -542,8 +538,8 @@ export function helpText(version: string): string {
       flagDisplay(spec) +
       (spec.alias ? `, --${spec.alias}` : '') +
       (spec.valueName ? ` ${spec.valueName}` : '');
-    const dflt = spec.defaultText ? ` (default ${spec.defaultText})` : '';
-    return { names, text: `${spec.help}${dflt}. Env ${envName(spec)}` };
+    const dflt = spec.defaultText ? `default ${spec.defaultText}, ` : '';
+    return { names, help: spec.help, more: `${dflt}env ${envName(spec)}` };
   });
   const width = Math.max(...rows.map((r) => r.names.length)) + 2;
   return [
@@ -556,7 +552,10 @@ export function helpText(version: string): string {
     '  mmproxy demo             see it work in a private namespace, no setup, no root',
     '',
     'Flags (one dash or two; a flag wins over its environment variable):',
-    ...rows.map((r) => `  ${r.names.padEnd(width)}${r.text}`),
+    ...rows.flatMap((r) => [
+      `  ${r.names.padEnd(width)}${r.help}`,
+      `  ${''.padEnd(width)}(${r.more})`,
+    ]),
     `  ${'-h, --help'.padEnd(width)}This text`,
     `  ${'--version'.padEnd(width)}The version`,
     '',

@@ -332,7 +332,8 @@ test('--help lists every flag with its default and environment variable; exit 0'
   const text = (await run(['--help'])).stdout;
   for (const spec of FLAGS) {
     assert.ok(text.includes(envName(spec)), envName(spec));
-    if (spec.defaultText) assert.ok(text.includes(`(default ${spec.defaultText})`), spec.name);
+    if (spec.defaultText)
+      assert.ok(text.includes(`(default ${spec.defaultText}, env ${envName(spec)})`), spec.name);
   }
   assert.match(text, /mmproxy check/);
   assert.match(text, /mmproxy demo/);
