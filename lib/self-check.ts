@@ -294,7 +294,7 @@ export async function selfCheck(opts: SelfCheckOptions = {}): Promise<CheckItem[
     if (familyDisabled) continue;
 
     // 2. Routing: a reply from the target to a client address must be delivered locally.
-    const routing = await checkRouting(ip, family, target.address, table);
+    const { item: routing, remoteVia } = await checkRouting(ip, family, target.address, table);
     items.push(routing);
 
     // 3 and 4. The target, plainly and from a spoofed client (TCP only: UDP has no handshake).
@@ -331,9 +331,14 @@ export async function selfCheck(opts: SelfCheckOptions = {}): Promise<CheckItem[
       if (code === 'EPERM' || code === 'EACCES' || !transparentOk) fix = CAPABILITY_FIX;
       else if (code === 'ETIMEDOUT' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH') {
         fix =
-          routing.status === 'fail'
-            ? routing.fix
-            : routingCommands(family, table, target.address).map((c) => c.text);
+          remoteVia !== null
+            ? remoteBackendCommands(family, table, mark || 123, remoteVia).concat(
+                mark === 0 ? ['and run mmproxy with --mark 123'] : [],
+                ['on the backend, send replies to client addresses through this host'],
+              )
+            : routing.status === 'fail'
+              ? routing.fix
+              : routingCommands(family, table, target.address).map((c) => c.text);
       } else if (code === 'ECONNREFUSED') fix = items[items.length - 1]!.fix;
     }
     items.push({
@@ -362,7 +367,11 @@ async function checkRouting(
   family: 4 | 6,
   target: string,
   table: number,
-): Promise<CheckItem> {
+): Promise<{ item: CheckItem; remoteVia: string | null }> {
+  const item = (i: CheckItem): { item: CheckItem; remoteVia: null } => ({
+    item: i,
+    remoteVia: null,
+  });
   const name = `IPv${family}`;
   const fam = family === 6 ? ['-6'] : [];
   const client = SPOOF_SOURCES[family];
@@ -372,34 +381,38 @@ async function checkRouting(
 
   const isLocal = await ip([...fam, 'route', 'get', target]);
   if (isLocal.code === -1) {
-    return {
+    return item({
       id,
       title,
       status: 'fail',
       detail: isLocal.stderr.trim(),
       fix: ["apt-get install iproute2 (or your distribution's iproute2 package)"],
-    };
+    });
   }
   if (isLocal.code === 0 && !/^local\s/.test(isLocal.stdout.trim())) {
+    const dev = / dev (\S+)/.exec(isLocal.stdout);
     return {
-      id,
-      title,
-      status: 'skip',
-      detail: `${target} is not an address of this host: see the README's remote-backend recipe`,
-      fix: [],
+      item: {
+        id,
+        title,
+        status: 'skip',
+        detail: `${target} is not an address of this host: see the README's remote-backend recipe`,
+        fix: [],
+      },
+      remoteVia: dev ? dev[1]! : 'eth0',
     };
   }
   const r = await ip([...fam, 'route', 'get', client, 'from', target]);
   const answer = (r.stdout.trim().split('\n')[0] ?? '').trim() || r.stderr.trim();
   if (r.code === 0 && /^local\s/.test(answer)) {
     const t = / table (\S+)/.exec(answer);
-    return {
+    return item({
       id,
       title,
       status: 'ok',
       detail: `${command}: local${t ? ` (table ${t[1]})` : ''}`,
       fix: [],
-    };
+    });
   }
   // Not local: find a rule of ours that points at a table without the local route.
   const wanted = routingCommands(family, table, target);
@@ -417,11 +430,32 @@ async function checkRouting(
     const shown = await ip([...fam, 'route', 'show', 'table', String(n)]);
     if (!hasLocalDefaultRoute(shown.stdout)) fix = [routingCommands(family, n, target)[1]!.text];
   }
-  return {
+  return item({
     id,
     title,
     status: 'fail',
     detail: `${command}: ${answer || `exit status ${r.code}`}`,
     fix,
-  };
+  });
+}
+
+/**
+ * The remote-backend recipe (the README's): the proxy's upstream packets carry `mark`; conntrack
+ * remembers it, so that replies arriving from the backend on `iface` get it back and are
+ * delivered to the proxy's transparent socket instead of being forwarded.
+ */
+export function remoteBackendCommands(
+  family: 4 | 6,
+  table: number,
+  mark: number,
+  iface: string,
+): string[] {
+  const tables = family === 4 ? 'iptables' : 'ip6tables';
+  const fam = family === 6 ? ' -6' : '';
+  return [
+    `${tables} -t mangle -A OUTPUT -m mark --mark ${mark} -j CONNMARK --save-mark`,
+    `${tables} -t mangle -A PREROUTING -i ${iface} -m connmark --mark ${mark} -j CONNMARK --restore-mark`,
+    `ip${fam} rule add fwmark ${mark} iif ${iface} lookup ${table}`,
+    `ip${fam} route add local ${family === 4 ? '0.0.0.0/0' : '::/0'} dev lo table ${table}`,
+  ];
 }

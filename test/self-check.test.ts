@@ -294,4 +294,21 @@ test('without ip, a remote target, no permission, no IPv6: each says so', async 
   const routing = r.find((i) => i.id === 'routing-ipv4')!;
   assert.equal(routing.status, 'skip');
   assert.match(routing.detail, /remote-backend recipe/);
+  // When the spoofed connection to a remote backend times out, the fix is that recipe.
+  const timesOut = {
+    probeTransparent: () => ({ ok: true }),
+    connectFrom: async (source: unknown) =>
+      source
+        ? { ok: false, errno: 110, syscall: 'connect(10.9.8.7:443) from 192.0.2.1:0' }
+        : { ok: true },
+  };
+  const t = await selfCheck({ target4: '10.9.8.7:443', ip: remote, native: timesOut, table: 100 });
+  assert.deepEqual(t.find((i) => i.id === 'spoofed-ipv4')!.fix, [
+    'iptables -t mangle -A OUTPUT -m mark --mark 123 -j CONNMARK --save-mark',
+    'iptables -t mangle -A PREROUTING -i eth0 -m connmark --mark 123 -j CONNMARK --restore-mark',
+    'ip rule add fwmark 123 iif eth0 lookup 100',
+    'ip route add local 0.0.0.0/0 dev lo table 100',
+    'and run mmproxy with --mark 123',
+    'on the backend, send replies to client addresses through this host',
+  ]);
 });
