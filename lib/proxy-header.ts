@@ -29,6 +29,9 @@ import {
   scanIPv6,
 } from './ip-address.js';
 
+// So that the "mmproxy-native/codec" entry point alone is enough to tell decoding errors apart.
+export { ProxyProtocolError };
+
 // ---------------------------------------------------------------------------------------------
 // Types
 
