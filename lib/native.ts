@@ -39,7 +39,8 @@ export type NativeHeaderRecord = [number, string, number, string, number, Buffer
  * an admitted connection's upstream could not be opened. */
 export type NativeErrorRecord = [number, number, string, string, number, string, number];
 /** Reject: [id, reasonIndex]. Admit: [id, -1, sourceAddress, sourcePort, targetAddress, targetPort, mark]. */
-export type NativeDecision = [number, number] | [number, -1, string, number, string, number, number];
+export type NativeDecision =
+  [number, number] | [number, -1, string, number, string, number, number];
 
 /** The order of native/counters.h's RejectReason: decisions carry the index. */
 export const NATIVE_REJECT_REASONS = [

@@ -20,11 +20,8 @@ export interface Endpoint {
   family: 4 | 6;
 }
 
-/**
- * The user's routing hook. Its call signature belongs to the Proxy module; options only checks
- * that it is a function.
- */
-export type RouteHook = (...args: never[]) => unknown;
+import type { RouteHook } from './proxy-types.js';
+export type { RouteHook };
 
 /** What createProxy accepts. Every option is optional; DEFAULTS fills the gaps. */
 export interface ProxyOptions {

@@ -81,3 +81,21 @@ export interface UdpStats {
   /** Flows closed after closeAfter seconds without a datagram either way. */
   flowsExpired: number;
 }
+
+/** What a `route` hook sees for each connection. */
+export interface RouteRequest {
+  protocol: 'tcp' | 'udp';
+  header: ProxyHeader;
+  loadBalancer: Endpoint;
+  client: Endpoint | null;
+  source: Endpoint;
+  /** The target the options give (target4/target6, or the header's destination). */
+  target: Endpoint;
+}
+
+/**
+ * A route hook's answer: an Endpoint to connect to instead, `undefined` (or `true`) for the
+ * default target, `false` or `null` to refuse. It may return a Promise of the same.
+ */
+export type RouteResult = Endpoint | boolean | null | undefined;
+export type RouteHook = (request: RouteRequest) => RouteResult | Promise<RouteResult>;

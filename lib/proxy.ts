@@ -14,7 +14,12 @@ import {
   type NativeErrorRecord,
   type NativeHeaderRecord,
 } from './native.js';
-import { loadAllowlist, normalizeOptions, type NormalizedOptions, type ProxyOptions } from './options.js';
+import {
+  loadAllowlist,
+  normalizeOptions,
+  type NormalizedOptions,
+  type ProxyOptions,
+} from './options.js';
 import { decodeHeader, type ProxyHeader } from './proxy-header.js';
 import type {
   BoundAddress,
@@ -23,26 +28,11 @@ import type {
   ProxyStats,
   RejectInfo,
   RejectReason,
+  RouteHook,
+  RouteResult,
 } from './proxy-types.js';
+export type { RouteHook, RouteRequest, RouteResult } from './proxy-types.js';
 import { localAddresses, spoofRefusal } from './source-policy.js';
-
-/** What a `route` hook sees for each connection. */
-export interface RouteRequest {
-  protocol: 'tcp' | 'udp';
-  header: ProxyHeader;
-  loadBalancer: Endpoint;
-  client: Endpoint | null;
-  source: Endpoint;
-  /** The target the options give (target4/target6, or the header's destination). */
-  target: Endpoint;
-}
-
-/**
- * A route hook's answer: an Endpoint to connect to instead, `undefined` (or `true`) for the
- * default target, `false` or `null` to refuse. It may return a Promise of the same.
- */
-export type RouteResult = Endpoint | boolean | null | undefined;
-export type RouteHook = (request: RouteRequest) => RouteResult | Promise<RouteResult>;
 
 const REASON_INDEX = new Map<RejectReason, number>(
   NATIVE_REJECT_REASONS.map((reason, index) => [reason, index]),
@@ -121,7 +111,11 @@ export class Proxy extends EventEmitter<ProxyEvents> {
         const probe = this.#addon.probeTransparent(family);
         // EAFNOSUPPORT: the host has no IPv6; only a refusal of the option itself matters.
         if (!probe.ok && (probe.errno === 1 || probe.errno === 13)) {
-          throw systemError({ errno: probe.errno, syscall: probe.syscall ?? '', hint: PERMISSION_HINT });
+          throw systemError({
+            errno: probe.errno,
+            syscall: probe.syscall ?? '',
+            hint: PERMISSION_HINT,
+          });
         }
       }
       if (this.#allowlist === undefined) this.#allowlist = await loadAllowlist(this.options);
@@ -248,7 +242,8 @@ export class Proxy extends EventEmitter<ProxyEvents> {
 
   #localAddresses(): ReadonlySet<string> {
     const now = Date.now();
-    if (now - this.#local.at > LOCAL_ADDRESSES_TTL_MS) this.#local = { at: now, set: localAddresses() };
+    if (now - this.#local.at > LOCAL_ADDRESSES_TTL_MS)
+      this.#local = { at: now, set: localAddresses() };
     return this.#local.set;
   }
 
@@ -314,9 +309,13 @@ export class Proxy extends EventEmitter<ProxyEvents> {
       client = { address: unmapped(header.source!.address), port: header.source!.port! };
       const refusal = spoofRefusal(client.address, client.port, this.#localAddresses());
       if (refusal !== null) {
-        return this.#reject(id, 'spoofRefused', loadBalancer, header, new Error(
-          `refusing to connect from ${client.address}:${client.port} (${refusal})`,
-        ));
+        return this.#reject(
+          id,
+          'spoofRefused',
+          loadBalancer,
+          header,
+          new Error(`refusing to connect from ${client.address}:${client.port} (${refusal})`),
+        );
       }
       source = client;
     } else {
@@ -330,9 +329,15 @@ export class Proxy extends EventEmitter<ProxyEvents> {
     if (o.dynamicDestination && hasClient && header.destination?.port != null) {
       target = { address: unmapped(header.destination.address), port: header.destination.port };
       if (familyOf(target.address) !== family) {
-        return this.#reject(id, 'badHeader', loadBalancer, header, new Error(
-          `source ${source.address} and destination ${target.address} are of different families`,
-        ));
+        return this.#reject(
+          id,
+          'badHeader',
+          loadBalancer,
+          header,
+          new Error(
+            `source ${source.address} and destination ${target.address} are of different families`,
+          ),
+        );
       }
     } else {
       const t = family === 4 ? o.target4 : o.target6;
@@ -340,9 +345,13 @@ export class Proxy extends EventEmitter<ProxyEvents> {
     }
     const admit = (t: Endpoint): NativeDecision => {
       if (familyOf(t.address) !== family) {
-        return this.#reject(id, 'routeRejected', loadBalancer, header, new Error(
-          `route hook chose ${t.address}, not of the source's family`,
-        ));
+        return this.#reject(
+          id,
+          'routeRejected',
+          loadBalancer,
+          header,
+          new Error(`route hook chose ${t.address}, not of the source's family`),
+        );
       }
       if (this.listenerCount('connection') > 0) {
         this.emit('connection', {
@@ -357,7 +366,7 @@ export class Proxy extends EventEmitter<ProxyEvents> {
       }
       return [id, -1, source.address, source.port, t.address, t.port, o.mark];
     };
-    const route = o.route as RouteHook | undefined;
+    const route = o.route ?? undefined;
     if (!route) return admit(target);
     const settle = (r: RouteResult): NativeDecision => {
       if (r === false || r === null) return this.#reject(id, 'routeRejected', loadBalancer, header);

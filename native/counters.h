@@ -20,7 +20,7 @@ enum RejectReason : int {
 };
 
 inline const char* const kRejectReasonNames[kRejectReasonCount] = {
-    "notAllowed",    "badHeader",     "headerTimeout", "spoofRefused",
+    "notAllowed",    "badHeader",     "headerTimeout",  "spoofRefused",
     "localRejected", "routeRejected", "maxConnections",
 };
 
@@ -39,10 +39,10 @@ struct alignas(64) Counters {
   std::atomic<uint64_t> datagrams_to_upstreams{0};    // sent on to targets
   std::atomic<uint64_t> datagrams_from_upstreams{0};  // replies received from targets
   std::atomic<uint64_t> datagrams_to_clients{0};      // replies sent back to load balancers
-  std::atomic<uint64_t> datagrams_dropped{0};  // refused flow, full queue, send failure
-  std::atomic<uint64_t> flow_table_full{0};    // new flows refused at maxFlows
-  std::atomic<uint64_t> icmp_errors{0};        // errors a target's ICMP reported on a flow
-  std::atomic<uint64_t> flows_expired{0};      // idle for closeAfter
+  std::atomic<uint64_t> datagrams_dropped{0};         // refused flow, full queue, send failure
+  std::atomic<uint64_t> flow_table_full{0};           // new flows refused at maxFlows
+  std::atomic<uint64_t> icmp_errors{0};               // errors a target's ICMP reported on a flow
+  std::atomic<uint64_t> flows_expired{0};             // idle for closeAfter
 
   static void add(std::atomic<uint64_t>& c, uint64_t n) {
     // Single writer: a load and a store are enough and cheaper than a locked add.

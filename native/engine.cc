@@ -70,7 +70,8 @@ int Engine::listen(SocketError* err) {
   // UDP: the kernel keeps each load balancer socket on one listener, so a listener belongs to
   // one worker and a flow never spans two threads; more workers than listeners would idle.
   const bool udp = config_.type == SOCK_DGRAM;
-  const int workers = udp && config_.workers > config_.listeners ? config_.listeners : config_.workers;
+  const int workers =
+      udp && config_.workers > config_.listeners ? config_.listeners : config_.workers;
   for (int i = 0; i < workers; i++) {
     std::unique_ptr<WorkerThread> w;
     if (udp) {
@@ -88,8 +89,8 @@ int Engine::listen(SocketError* err) {
   return 0;
 }
 
-
 void Engine::decide(std::vector<Decision>&& decisions) {
+  std::lock_guard<std::mutex> lock(workers_mu_);
   if (workers_.empty()) return;
   if (workers_.size() == 1) {
     workers_[0]->post(std::move(decisions));
@@ -110,31 +111,38 @@ void Engine::set_allowlist(std::shared_ptr<const AllowTable> table) {
 
 std::shared_ptr<const AllowTable> Engine::allowlist() const { return std::atomic_load(&allow_); }
 
-void Engine::stats(Counters* out) const {
+namespace {
+
+void add_counters(Counters* out, const Counters& c) {
   auto sum = [](std::atomic<uint64_t>& into, const std::atomic<uint64_t>& from) {
     into.store(into.load(std::memory_order_relaxed) + from.load(std::memory_order_relaxed),
                std::memory_order_relaxed);
   };
-  for (const auto& w : workers_) {
-    const Counters& c = w->counters();
-    sum(out->accepted, c.accepted);
-    out->active.store(out->active.load() + c.active.load(std::memory_order_relaxed));
-    sum(out->admitted, c.admitted);
-    for (int r = 0; r < kRejectReasonCount; r++) sum(out->rejected[r], c.rejected[r]);
-    sum(out->upstream_failures, c.upstream_failures);
-    sum(out->ephemeral_port_retries, c.ephemeral_port_retries);
-    sum(out->bytes_from_clients, c.bytes_from_clients);
-    sum(out->bytes_from_upstreams, c.bytes_from_upstreams);
-    sum(out->accept_errors, c.accept_errors);
-    sum(out->datagrams_from_clients, c.datagrams_from_clients);
-    sum(out->datagrams_to_upstreams, c.datagrams_to_upstreams);
-    sum(out->datagrams_from_upstreams, c.datagrams_from_upstreams);
-    sum(out->datagrams_to_clients, c.datagrams_to_clients);
-    sum(out->datagrams_dropped, c.datagrams_dropped);
-    sum(out->flow_table_full, c.flow_table_full);
-    sum(out->icmp_errors, c.icmp_errors);
-    sum(out->flows_expired, c.flows_expired);
-  }
+  out->active.store(out->active.load() + c.active.load(std::memory_order_relaxed));
+  sum(out->accepted, c.accepted);
+  sum(out->admitted, c.admitted);
+  for (int r = 0; r < kRejectReasonCount; r++) sum(out->rejected[r], c.rejected[r]);
+  sum(out->upstream_failures, c.upstream_failures);
+  sum(out->ephemeral_port_retries, c.ephemeral_port_retries);
+  sum(out->bytes_from_clients, c.bytes_from_clients);
+  sum(out->bytes_from_upstreams, c.bytes_from_upstreams);
+  sum(out->accept_errors, c.accept_errors);
+  sum(out->datagrams_from_clients, c.datagrams_from_clients);
+  sum(out->datagrams_to_upstreams, c.datagrams_to_upstreams);
+  sum(out->datagrams_from_upstreams, c.datagrams_from_upstreams);
+  sum(out->datagrams_to_clients, c.datagrams_to_clients);
+  sum(out->datagrams_dropped, c.datagrams_dropped);
+  sum(out->flow_table_full, c.flow_table_full);
+  sum(out->icmp_errors, c.icmp_errors);
+  sum(out->flows_expired, c.flows_expired);
+}
+
+}  // namespace
+
+void Engine::stats(Counters* out) const {
+  std::lock_guard<std::mutex> lock(workers_mu_);
+  add_counters(out, final_counters_);
+  for (const auto& w : workers_) add_counters(out, w->counters());
 }
 
 void Engine::ack_stop_accepting() {
@@ -157,9 +165,15 @@ void Engine::close(int64_t drain_deadline_ms) {
   }
   listeners_.clear();
   for (auto& w : workers_) w->join();
+  // The workers are done: keep their counters and free their epoll sets and wake fds now,
+  // so that a closed proxy holds no descriptor even before it is garbage collected.
+  std::lock_guard<std::mutex> workers_lock(workers_mu_);
+  for (auto& w : workers_) add_counters(&final_counters_, w->counters());
+  workers_.clear();
 }
 
 void Engine::hurry() {
+  std::lock_guard<std::mutex> lock(workers_mu_);
   for (auto& w : workers_) w->begin_close(monotonic_ms());
 }
 

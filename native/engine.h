@@ -27,8 +27,8 @@ struct EngineConfig {
   int listeners = 1;
   int workers = 1;
   int64_t header_timeout_ms = 10000;
-  int64_t max_connections = 0;  // 0: unlimited
-  int type = SOCK_STREAM;       // SOCK_DGRAM: the UDP proxy
+  int64_t max_connections = 0;     // 0: unlimited
+  int type = SOCK_STREAM;          // SOCK_DGRAM: the UDP proxy
   int64_t close_after_ms = 60000;  // UDP: idle flows end after this
   int64_t max_flows = 65536;       // UDP: new flows past this many are refused and counted
   int backlog = 4096;
@@ -119,7 +119,10 @@ class Engine {
   EngineConfig config_;
   std::vector<UniqueFd> listeners_;
   SockAddr local_address_;
+  // Guarded by workers_mu_ once close() may run: it frees the workers after joining them.
   std::vector<std::unique_ptr<WorkerThread>> workers_;
+  mutable std::mutex workers_mu_;
+  Counters final_counters_;  // the workers' counters, kept when close() frees them
   Outbox outbox_;
   std::shared_ptr<const AllowTable> allow_;  // accessed with std::atomic_load/atomic_store
   std::atomic<int64_t> live_{0};

@@ -189,13 +189,16 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     Napi::Env env = info.Env();
     Counters c;
     engine_->stats(&c);
-    auto num = [&](const std::atomic<uint64_t>& v) { return Napi::Number::New(env, double(v.load())); };
+    auto num = [&](const std::atomic<uint64_t>& v) {
+      return Napi::Number::New(env, double(v.load()));
+    };
     Napi::Object o = Napi::Object::New(env);
     o.Set("accepted", num(c.accepted));
     o.Set("active", Napi::Number::New(env, double(c.active.load())));
     o.Set("admitted", num(c.admitted));
     Napi::Object rejected = Napi::Object::New(env);
-    for (int r = 0; r < kRejectReasonCount; r++) rejected.Set(kRejectReasonNames[r], num(c.rejected[r]));
+    for (int r = 0; r < kRejectReasonCount; r++)
+      rejected.Set(kRejectReasonNames[r], num(c.rejected[r]));
     o.Set("rejected", rejected);
     o.Set("upstreamFailures", num(c.upstream_failures));
     o.Set("ephemeralPortRetries", num(c.ephemeral_port_retries));

@@ -9,8 +9,8 @@
 
 namespace mmproxy {
 
-constexpr size_t kV1MaxLength = 107;        // "PROXY UNKNOWN ...\r\n", CRLF included
-constexpr size_t kV2FixedLength = 16;       // signature, version/command, family, length
+constexpr size_t kV1MaxLength = 107;         // "PROXY UNKNOWN ...\r\n", CRLF included
+constexpr size_t kV2FixedLength = 16;        // signature, version/command, family, length
 constexpr size_t kV2MaxLength = 16 + 65535;  // the length field is 16 bits
 
 enum class Framing {

@@ -20,8 +20,8 @@ void set_reset_on_close(int fd) {
 
 }  // namespace
 
-void TcpSession::attach_upstream(UniqueFd upstream, const SockAddr& source,
-                                 const SockAddr& target, Pipe up, Pipe down) {
+void TcpSession::attach_upstream(UniqueFd upstream, const SockAddr& source, const SockAddr& target,
+                                 Pipe up, Pipe down) {
   upstream_ = std::move(upstream);
   source_ = source;
   target_ = target;
@@ -86,8 +86,8 @@ PumpResult TcpSession::pump(Counters& counters) {
     return r;
   }
   if (upstream_ready) {
-    err = pump_direction(down_, upstream_.get(), client_.get(), true,
-                         counters.bytes_from_upstreams, &src_failed);
+    err = pump_direction(down_, upstream_.get(), client_.get(), true, counters.bytes_from_upstreams,
+                         &src_failed);
     if (err != 0) {
       r.kind = PumpResult::kFailed;
       r.err = err;

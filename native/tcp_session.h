@@ -29,7 +29,6 @@
 
 namespace mmproxy {
 
-
 struct Direction {
   Pipe pipe;
   size_t in_pipe = 0;
@@ -43,8 +42,8 @@ enum class SessionState : uint8_t { kHeader, kPending, kConnecting, kRelay, kClo
 // How pump() ended.
 struct PumpResult {
   enum Kind { kContinue, kFinished, kFailed } kind = kContinue;
-  int err = 0;                  // for kFailed: positive errno
-  bool client_failed = false;   // which socket failed; the other one gets a reset
+  int err = 0;                 // for kFailed: positive errno
+  bool client_failed = false;  // which socket failed; the other one gets a reset
 };
 
 class TcpSession {
@@ -85,8 +84,8 @@ class TcpSession {
   void close(PipePool& pool, bool reset_client, bool reset_upstream);
 
  private:
-  int pump_direction(Direction& d, int src, int dst, bool dst_ready,
-                     std::atomic<uint64_t>& bytes, bool* src_failed);
+  int pump_direction(Direction& d, int src, int dst, bool dst_ready, std::atomic<uint64_t>& bytes,
+                     bool* src_failed);
 
   uint64_t id_;
   SessionState state_ = SessionState::kHeader;

@@ -48,7 +48,9 @@ int TcpWorker::setup(SocketError* err) {
   return 0;
 }
 
-uint64_t TcpWorker::next_id() { return (uint64_t(index_) << 40) | (++seq_ & ((uint64_t(1) << 40) - 1)); }
+uint64_t TcpWorker::next_id() {
+  return (uint64_t(index_) << 40) | (++seq_ & ((uint64_t(1) << 40) - 1));
+}
 
 void TcpWorker::run() {
   epoll_event events[kMaxEvents];
@@ -320,8 +322,8 @@ void TcpWorker::on_session_event(TcpSession* s, bool upstream_side, uint32_t eve
       if (upstream_side) {
         int err = socket_error(s->upstream_fd());
         if (err != 0) {
-          report_upstream_failure(s, err, "connect(" + s->target().to_string() + ")",
-                                  s->source(), s->target());
+          report_upstream_failure(s, err, "connect(" + s->target().to_string() + ")", s->source(),
+                                  s->target());
           finish(s, true, false);
           return;
         }
@@ -360,7 +362,7 @@ void TcpWorker::finish(TcpSession* s, bool reset_client, bool reset_upstream) {
 }
 
 void TcpWorker::report_upstream_failure(TcpSession* s, int err, const std::string& syscall,
-                                     const SockAddr& source, const SockAddr& target) {
+                                        const SockAddr& source, const SockAddr& target) {
   Counters::add(counters_.upstream_failures, 1);
   ErrorRecord r;
   r.id = double(s->id());

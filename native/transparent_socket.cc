@@ -30,8 +30,8 @@ UniqueFd open_socket(const SocketOptions& o, SocketError* err) {
   UniqueFd fd(socket(o.family, o.type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd) {
     err->err = errno;
-    err->syscall = std::string("socket(") + (o.family == AF_INET6 ? "AF_INET6" : "AF_INET") +
-                   ", " + (o.type == SOCK_DGRAM ? "SOCK_DGRAM" : "SOCK_STREAM") + ")";
+    err->syscall = std::string("socket(") + (o.family == AF_INET6 ? "AF_INET6" : "AF_INET") + ", " +
+                   (o.type == SOCK_DGRAM ? "SOCK_DGRAM" : "SOCK_STREAM") + ")";
     return fd;
   }
   const int f = fd.get();
@@ -99,6 +99,15 @@ UniqueFd open_listener(const SockAddr& addr, int type, bool reuse_port, int back
   UniqueFd fd = open_socket(o, err);
   if (!fd) return fd;
   if (bind_socket(fd.get(), addr, err) != 0) return UniqueFd();
+  if (type == SOCK_DGRAM) {
+    // Bursts from many clients arrive between two reads of the worker: give them room. FORCE
+    // goes past net.core.rmem_max with CAP_NET_ADMIN, which the proxy holds anyway.
+    int size = 8 * 1024 * 1024;
+    if (setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) != 0)
+      setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+    if (setsockopt(fd.get(), SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size) != 0)
+      setsockopt(fd.get(), SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+  }
   if (type == SOCK_STREAM && listen(fd.get(), backlog) != 0) {
     err->err = errno;
     err->syscall = "listen(" + addr.to_string() + ")";

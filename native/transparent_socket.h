@@ -21,14 +21,14 @@ struct SocketError {
 struct SocketOptions {
   int family = AF_INET;
   int type = SOCK_STREAM;
-  bool transparent = false;  // IP_TRANSPARENT / IPV6_TRANSPARENT
-  bool reuse_addr = false;   // SO_REUSEADDR
-  bool reuse_port = false;   // SO_REUSEPORT
-  bool bind_no_port = false; // IP_BIND_ADDRESS_NO_PORT: pick the port at connect()
-  bool nodelay = false;      // TCP_NODELAY
-  uint32_t mark = 0;         // SO_MARK when non-zero
-  int syn_count = 0;         // TCP_SYNCNT when non-zero
-  bool recv_errors = false;  // IP_RECVERR / IPV6_RECVERR (UDP: ICMP errors reach recvmsg)
+  bool transparent = false;   // IP_TRANSPARENT / IPV6_TRANSPARENT
+  bool reuse_addr = false;    // SO_REUSEADDR
+  bool reuse_port = false;    // SO_REUSEPORT
+  bool bind_no_port = false;  // IP_BIND_ADDRESS_NO_PORT: pick the port at connect()
+  bool nodelay = false;       // TCP_NODELAY
+  uint32_t mark = 0;          // SO_MARK when non-zero
+  int syn_count = 0;          // TCP_SYNCNT when non-zero
+  bool recv_errors = false;   // IP_RECVERR / IPV6_RECVERR (UDP: ICMP errors reach recvmsg)
 };
 
 // socket() plus every option in opts. For AF_INET6, IPV6_V6ONLY is turned off so that

@@ -47,8 +47,8 @@ class FlowTable {
   UdpFlow* find(const FlowKey& key) const;
   UdpFlow* find_id(uint64_t id) const;
   UdpFlow* insert(std::unique_ptr<UdpFlow> flow);  // the flow becomes the newest
-  void touch(UdpFlow* flow, int64_t now_ms);        // moves it to the newest end
-  void remove(UdpFlow* flow);                       // closes its socket
+  void touch(UdpFlow* flow, int64_t now_ms);       // moves it to the newest end
+  void remove(UdpFlow* flow);                      // closes its socket
   UdpFlow* oldest() const { return oldest_; }
   size_t size() const { return by_key_.size(); }
   void clear();

@@ -14,8 +14,11 @@ namespace {
 
 constexpr int kBatch = 32;
 constexpr size_t kDatagramMax = 65536;
-// Datagrams kept per flow while JavaScript decides; more are dropped and counted.
-constexpr size_t kPendingQueueLimit = 64;
+// Datagrams kept per flow while JavaScript decides, and bytes kept for all pending flows of a
+// worker; more are dropped and counted. A decision takes well under a millisecond, so these are
+// only reached by a burst or a flood of new flows.
+constexpr size_t kPendingQueueLimit = 1024;
+constexpr size_t kPendingBytesLimit = 32 * 1024 * 1024;
 constexpr int kMaxEvents = 256;
 
 }  // namespace
@@ -155,7 +158,12 @@ void UdpWorker::read_listener(int li) {
         flow->last_active_ms = now;
         flow->tag.kind = EpollTag::kFlow;
         flow->tag.object = flow.get();
-        flow->queue.emplace_back(data + h.length, data + len);
+        if (pending_bytes_ + len <= kPendingBytesLimit) {
+          flow->queue.emplace_back(data + h.length, data + len);
+          pending_bytes_ += len - h.length;
+        } else {
+          Counters::add(counters_.datagrams_dropped, 1);
+        }
         f = flows_.insert(std::move(flow));
         Counters::add(counters_.accepted, 1);
         Counters::add(counters_.active, 1);
@@ -179,8 +187,10 @@ void UdpWorker::read_listener(int li) {
         out_[out_count].msg_hdr.msg_iov = &out_iov_[out_count];
         out_[out_count].msg_hdr.msg_iovlen = 1;
         out_count++;
-      } else if (f->state == UdpFlow::State::kPending && f->queue.size() < kPendingQueueLimit) {
+      } else if (f->state == UdpFlow::State::kPending && f->queue.size() < kPendingQueueLimit &&
+                 pending_bytes_ + len <= kPendingBytesLimit) {
         f->queue.emplace_back(data + h.length, data + len);
+        pending_bytes_ += len - h.length;
       } else {
         Counters::add(counters_.datagrams_dropped, 1);
       }
@@ -192,6 +202,7 @@ void UdpWorker::read_listener(int li) {
 
 void UdpWorker::admit(UdpFlow* f, const Decision& d) {
   if (f->state != UdpFlow::State::kPending) return;
+  for (const auto& payload : f->queue) pending_bytes_ -= payload.size();
   if (!d.admit) {
     // Kept as refused until idle, so that the flow's later datagrams are dropped here without
     // asking JavaScript again.
@@ -319,6 +330,8 @@ void UdpWorker::read_flow(UdpFlow* f) {
 }
 
 void UdpWorker::close_flow(UdpFlow* f) {
+  if (f->state == UdpFlow::State::kPending)
+    for (const auto& payload : f->queue) pending_bytes_ -= payload.size();
   Counters::add(counters_.active, -1);
   engine_.live_connections().fetch_sub(1, std::memory_order_relaxed);
   flows_.remove(f);

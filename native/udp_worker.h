@@ -18,7 +18,8 @@ namespace mmproxy {
 
 class UdpWorker : public WorkerThread {
  public:
-  UdpWorker(Engine& engine, int index, int workers) : WorkerThread(engine, index), stride_(workers) {}
+  UdpWorker(Engine& engine, int index, int workers)
+      : WorkerThread(engine, index), stride_(workers) {}
 
  private:
   int setup(SocketError* err) override;  // JS thread
@@ -39,6 +40,7 @@ class UdpWorker : public WorkerThread {
   bool reading_ = true;
   bool closing_ = false;
   uint64_t seq_ = 0;
+  size_t pending_bytes_ = 0;  // payload bytes queued in pending flows
   FlowTable flows_;
   // Batch buffers for recvmmsg/sendmmsg.
   std::vector<uint8_t> buffers_;

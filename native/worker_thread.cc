@@ -73,7 +73,8 @@ void WorkerThread::post(std::vector<Decision>&& decisions) {
 void WorkerThread::begin_close(int64_t deadline_ms) {
   {
     std::lock_guard<std::mutex> lock(inbox_mu_);
-    if (close_deadline_ms_ < 0 || deadline_ms < close_deadline_ms_) close_deadline_ms_ = deadline_ms;
+    if (close_deadline_ms_ < 0 || deadline_ms < close_deadline_ms_)
+      close_deadline_ms_ = deadline_ms;
   }
   uint64_t one = 1;
   ssize_t r = write(wake_fd_.get(), &one, sizeof one);

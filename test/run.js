@@ -52,7 +52,18 @@ const setup = [
 ].join('\n');
 const result = spawnSync(
   'unshare',
-  ['--user', '--map-root-user', '--net', 'sh', '-c', setup, 'sh', process.execPath, '--test', ...files],
+  [
+    '--user',
+    '--map-root-user',
+    '--net',
+    'sh',
+    '-c',
+    setup,
+    'sh',
+    process.execPath,
+    '--test',
+    ...files,
+  ],
   { stdio: 'inherit', cwd: root },
 );
 process.exit(result.status ?? 1);

@@ -139,7 +139,13 @@ test('in the test namespace (rules for table 123 present) every check passes', a
       'spoofed-ipv6': 'ok',
     });
     assert.match(items.find((i) => i.id === 'routing-ipv4')!.detail, /local \(table 123\)/);
-    // The spoofed connections really came from the documentation addresses.
+    // The spoofed connections really came from the documentation addresses. connectFrom
+    // resolves at the handshake; the server may see the connection a moment later.
+    const deadline = Date.now() + 2000;
+    while (!(up.peers.includes('::ffff:192.0.2.1') && up.peers.includes('2001:db8::1'))) {
+      if (Date.now() > deadline) break;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
     assert.ok(up.peers.includes('::ffff:192.0.2.1'), up.peers.join());
     assert.ok(up.peers.includes('2001:db8::1'), up.peers.join());
   } finally {

@@ -7,7 +7,15 @@ import { once } from 'node:events';
 import { createHash, randomBytes } from 'node:crypto';
 import { createProxy, type Proxy } from '../lib/proxy.js';
 import type { SystemError } from '../lib/errors.js';
-import { Upstream, connectAndSend, ending, readAll, requireNamespace, sleep, until } from './helpers/net.js';
+import {
+  Upstream,
+  connectAndSend,
+  ending,
+  readAll,
+  requireNamespace,
+  sleep,
+  until,
+} from './helpers/net.js';
 import { v1, v2 } from './helpers/headers.js';
 
 requireNamespace();
@@ -50,7 +58,9 @@ describe('relay', () => {
   let proxy: Proxy;
   let upstream: Upstream;
   let port: number;
-  const upstreamSides: Array<Promise<{ sentHash: string; received: { hash: string; bytes: number } }>> = [];
+  const upstreamSides: Array<
+    Promise<{ sentHash: string; received: { hash: string; bytes: number } }>
+  > = [];
   const seed = randomBytes(CHUNK);
 
   before(async () => {
@@ -102,7 +112,10 @@ describe('backpressure', () => {
       while (offered < 1024 ** 3 && Date.now() < deadline) {
         offered += chunk.length;
         if (!socket.write(chunk)) {
-          const drained = await Promise.race([once(socket, 'drain').then(() => true), sleep(300).then(() => false)]);
+          const drained = await Promise.race([
+            once(socket, 'drain').then(() => true),
+            sleep(300).then(() => false),
+          ]);
           if (!drained) break;
         }
       }
@@ -153,7 +166,10 @@ describe('half-close and resets', () => {
 
   test("after the client's FIN it still receives the whole reply", async () => {
     mode = 'reply-after-end';
-    const socket = await connectAndSend(proxy.address()!.port, [v1('192.0.2.110', 31000), 'request']);
+    const socket = await connectAndSend(proxy.address()!.port, [
+      v1('192.0.2.110', 31000),
+      'request',
+    ]);
     socket.end();
     const got = await readAll(socket);
     assert.equal(got.length, reply.length);
@@ -209,7 +225,10 @@ describe('upstream failures', () => {
       const [err, info] = errors[0]!;
       assert.equal(err.code, 'ECONNREFUSED');
       assert.match(err.syscall, /^connect\(127\.0\.0\.1:\d+\)/);
-      assert.deepEqual((info as { source: unknown }).source, { address: '192.0.2.120', port: 32000 });
+      assert.deepEqual((info as { source: unknown }).source, {
+        address: '192.0.2.120',
+        port: 32000,
+      });
       assert.equal(proxy.stats().upstreamFailures, 1);
     } finally {
       await proxy.close();

@@ -2,7 +2,12 @@
 import { isIPv4 } from 'node:net';
 import { encodeHeader, type ProxyHeader } from '../../lib/proxy-header.js';
 
-export function v1(source: string, sourcePort: number, dest = '127.0.0.1', destPort = 8443): string {
+export function v1(
+  source: string,
+  sourcePort: number,
+  dest = '127.0.0.1',
+  destPort = 8443,
+): string {
   const family = isIPv4(source) ? 'TCP4' : 'TCP6';
   return `PROXY ${family} ${source} ${dest} ${sourcePort} ${destPort}\r\n`;
 }
