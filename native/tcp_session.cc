@@ -2,6 +2,7 @@
 #include "tcp_session.h"
 
 #include <fcntl.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -20,21 +21,40 @@ void set_reset_on_close(int fd) {
 
 }  // namespace
 
-void TcpSession::attach_upstream(UniqueFd upstream, const SockAddr& source, const SockAddr& target,
-                                 Pipe up, Pipe down) {
+void TcpSession::attach_upstream(UniqueFd upstream, const SockAddr& source,
+                                 const SockAddr& target) {
   upstream_ = std::move(upstream);
   source_ = source;
   target_ = target;
-  up_.pipe = std::move(up);
-  down_.pipe = std::move(down);
   state_ = SessionState::kConnecting;
 }
 
-int TcpSession::pump_direction(Direction& d, int src, int dst, bool dst_ready,
+void TcpSession::on_event(bool upstream_side, uint32_t events) {
+  const bool readable = events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR);
+  const bool writable = events & (EPOLLOUT | EPOLLHUP | EPOLLERR);
+  if (upstream_side) {
+    upstream_readable_ |= readable;
+    // While connecting, EPOLLOUT means the handshake ended; the worker decides how.
+    if (state_ == SessionState::kRelay) upstream_writable_ |= writable;
+  } else {
+    client_readable_ |= readable;
+    client_writable_ |= writable;
+  }
+}
+
+int TcpSession::pump_direction(Direction& d, int src, int dst, bool& src_readable,
+                               bool& dst_writable, bool dst_ready, PipePool& pool,
                                std::atomic<uint64_t>& bytes, bool* src_failed) {
   for (;;) {
     bool progress = false;
-    if (!d.eof && d.in_pipe < kPipeCapacity) {
+    if (!d.eof && src_readable && d.in_pipe < kPipeCapacity) {
+      if (!d.pipe) {
+        d.pipe = pool.get();
+        if (!d.pipe) {
+          *src_failed = true;
+          return errno;
+        }
+      }
       ssize_t n = splice(src, nullptr, d.pipe.write_end.get(), nullptr, kPipeCapacity - d.in_pipe,
                          SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (n > 0) {
@@ -43,23 +63,30 @@ int TcpSession::pump_direction(Direction& d, int src, int dst, bool dst_ready,
       } else if (n == 0) {
         d.eof = true;
         progress = true;
-      } else if (errno != EAGAIN && errno != EINTR) {
+      } else if (errno == EAGAIN) {
+        // With an empty pipe, EAGAIN can only mean an empty socket; with bytes in the pipe it
+        // may mean a full pipe, so the socket is tried again once the pipe drains.
+        if (d.in_pipe == 0) src_readable = false;
+      } else if (errno != EINTR) {
         *src_failed = true;
         return errno;
       }
     }
-    if (dst_ready && d.in_pipe > 0) {
+    if (dst_ready && dst_writable && d.in_pipe > 0) {
       ssize_t n = splice(d.pipe.read_end.get(), nullptr, dst, nullptr, d.in_pipe,
                          SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (n > 0) {
         d.in_pipe -= size_t(n);
         Counters::add(bytes, uint64_t(n));
         progress = true;
-      } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+      } else if (n < 0 && errno == EAGAIN) {
+        dst_writable = false;
+      } else if (n < 0 && errno != EINTR) {
         *src_failed = false;
         return errno;
       }
     }
+    if (d.in_pipe == 0 && d.pipe) pool.put(std::move(d.pipe), true);
     if (dst_ready && d.eof && d.in_pipe == 0 && !d.shut) {
       // Every byte read before the FIN has been written: pass the FIN on.
       if (shutdown(dst, SHUT_WR) != 0 && errno != ENOTCONN) {
@@ -72,13 +99,14 @@ int TcpSession::pump_direction(Direction& d, int src, int dst, bool dst_ready,
   }
 }
 
-PumpResult TcpSession::pump(Counters& counters) {
+PumpResult TcpSession::pump(Counters& counters, PipePool& pool) {
   PumpResult r;
   if (state_ != SessionState::kConnecting && state_ != SessionState::kRelay) return r;
   const bool upstream_ready = state_ == SessionState::kRelay;
   bool src_failed = false;
-  int err = pump_direction(up_, client_.get(), upstream_.get(), upstream_ready,
-                           counters.bytes_from_clients, &src_failed);
+  int err = pump_direction(up_, client_.get(), upstream_.get(), client_readable_,
+                           upstream_writable_, upstream_ready, pool, counters.bytes_from_clients,
+                           &src_failed);
   if (err != 0) {
     r.kind = PumpResult::kFailed;
     r.err = err;
@@ -86,7 +114,8 @@ PumpResult TcpSession::pump(Counters& counters) {
     return r;
   }
   if (upstream_ready) {
-    err = pump_direction(down_, upstream_.get(), client_.get(), true, counters.bytes_from_upstreams,
+    err = pump_direction(down_, upstream_.get(), client_.get(), upstream_readable_,
+                         client_writable_, true, pool, counters.bytes_from_upstreams,
                          &src_failed);
     if (err != 0) {
       r.kind = PumpResult::kFailed;
@@ -99,11 +128,15 @@ PumpResult TcpSession::pump(Counters& counters) {
   return r;
 }
 
-void TcpSession::close(PipePool& pool, bool reset_client, bool reset_upstream) {
-  if (state_ == SessionState::kClosed) return;
+void TcpSession::end(bool reset_client, bool reset_upstream) {
   state_ = SessionState::kClosed;
-  if (client_ && reset_client) set_reset_on_close(client_.get());
-  if (upstream_ && reset_upstream) set_reset_on_close(upstream_.get());
+  reset_client_ = reset_client;
+  reset_upstream_ = reset_upstream;
+}
+
+void TcpSession::release(PipePool& pool) {
+  if (client_ && reset_client_) set_reset_on_close(client_.get());
+  if (upstream_ && reset_upstream_) set_reset_on_close(upstream_.get());
   client_.reset();
   upstream_.reset();
   pool.put(std::move(up_.pipe), up_.in_pipe == 0);

@@ -9,9 +9,13 @@
 //
 // Each direction (client→upstream "up", upstream→client "down") is a pipe and three facts:
 // how many bytes sit in the pipe, whether the source has reached EOF, and whether the FIN has
-// been passed on (shutdown(SHUT_WR) of the destination). Both sockets are registered once,
-// edge-triggered, for input and output; any event on either runs pump() on both directions,
-// which moves bytes until neither a read nor a write makes progress. Because a direction never
+// been passed on (shutdown(SHUT_WR) of the destination). Each socket has two more bits: whether
+// it may be readable and whether it may be writable, set by epoll events and cleared by EAGAIN,
+// so that pump() tries only the splices that can make progress. Both sockets are registered
+// once, edge-triggered, for input and output; an event sets its bits and runs pump() on both
+// directions, which moves bytes until neither a read nor a write makes progress. A direction
+// holds a pipe from the worker's pool only while bytes sit in it, so an idle connection costs
+// two descriptors, not six. Because a direction never
 // reads from its source while its pipe is full, a slow reader on one side stops reading on the
 // other side: the kernel's socket buffers fill and TCP flow control pushes back to the sender,
 // and the proxy's memory stays flat. A FIN is forwarded only when every byte read before it has
@@ -75,16 +79,25 @@ class TcpSession {
   EpollTag* upstream_tag() { return &upstream_tag_; }
 
   // kPending → kConnecting: takes the upstream socket (connect() already started) and pipes.
-  void attach_upstream(UniqueFd upstream, const SockAddr& source, const SockAddr& target, Pipe up,
-                       Pipe down);
+  void attach_upstream(UniqueFd upstream, const SockAddr& source, const SockAddr& target);
   // Moves bytes both ways as far as they go without blocking.
-  PumpResult pump(Counters& counters);
-  // Closes both sockets: a reset (SO_LINGER 0) for the ones named, a normal close otherwise.
-  // Returns the pipes to the pool when they are empty. Idempotent.
-  void close(PipePool& pool, bool reset_client, bool reset_upstream);
+  PumpResult pump(Counters& counters, PipePool& pool);
+  // Records what an epoll event says about one socket.
+  void on_event(bool upstream_side, uint32_t events);
+  // kConnecting → kRelay: the upstream handshake is complete.
+  void connected() {
+    state_ = SessionState::kRelay;
+    upstream_writable_ = true;
+  }
+  // Ends the session: from now on it is kClosed and does nothing. The sockets stay open until
+  // release(), which closes them — with a reset (SO_LINGER 0) for the ones named here — and
+  // returns empty pipes to the pool.
+  void end(bool reset_client, bool reset_upstream);
+  void release(PipePool& pool);
 
  private:
-  int pump_direction(Direction& d, int src, int dst, bool dst_ready, std::atomic<uint64_t>& bytes,
+  int pump_direction(Direction& d, int src, int dst, bool& src_readable, bool& dst_writable,
+                     bool dst_ready, PipePool& pool, std::atomic<uint64_t>& bytes,
                      bool* src_failed);
 
   uint64_t id_;
@@ -96,6 +109,12 @@ class TcpSession {
   SockAddr source_;  // what the upstream socket is bound to
   SockAddr target_;
   int64_t header_deadline_ms_;
+  bool client_readable_ = true;
+  bool client_writable_ = true;
+  bool upstream_readable_ = true;
+  bool upstream_writable_ = false;  // until the handshake completes
+  bool reset_client_ = false;
+  bool reset_upstream_ = false;
   Direction up_;    // client → upstream
   Direction down_;  // upstream → client
   EpollTag client_tag_;

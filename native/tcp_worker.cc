@@ -22,6 +22,14 @@ constexpr size_t kFirstPeek = 256;
 constexpr int64_t kAcceptPauseMs = 100;
 constexpr uint32_t kSessionEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
 
+// True once a non-blocking connect() has completed its handshake.
+bool handshake_done(int fd) {
+  tcp_info info{};
+  socklen_t len = sizeof info;
+  return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) == 0 &&
+         info.tcpi_state == TCP_ESTABLISHED;
+}
+
 int socket_error(int fd) {
   int err = 0;
   socklen_t len = sizeof err;
@@ -92,12 +100,21 @@ void TcpWorker::run() {
     expire_headers(monotonic_ms());
     // Closed sessions are freed only now, after the whole batch: a later event of the same batch
     // may still point at them, and closing after the batch keeps close() off the request path.
-    for (uint64_t id : finished_) sessions_.erase(id);
-    finished_.clear();
+    reap();
   }
-  finished_.clear();
+  reap();
   sessions_.clear();
   pipes_.clear();
+}
+
+void TcpWorker::reap() {
+  for (uint64_t id : finished_) {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end()) continue;
+    it->second->release(pipes_);
+    sessions_.erase(it);
+  }
+  finished_.clear();
 }
 
 int TcpWorker::epoll_timeout(int64_t now) const {
@@ -290,27 +307,22 @@ void TcpWorker::admit(TcpSession* s, const Decision& d) {
     finish(s, true, false);
     return;
   }
-  Pipe a = pipes_.get();
-  Pipe b = a ? pipes_.get() : Pipe();
-  if (!a || !b) {
-    int e = errno;
-    pipes_.put(std::move(a), true);
-    report_upstream_failure(s, e, "pipe2(O_NONBLOCK | O_CLOEXEC)", source, target);
-    finish(s, true, false);
-    return;
-  }
-  s->attach_upstream(std::move(up), source, target, std::move(a), std::move(b));
+  s->attach_upstream(std::move(up), source, target);
   if (!watch(s->upstream_fd(), kSessionEvents, s->upstream_tag())) {
     report_upstream_failure(s, errno, "epoll_ctl(EPOLL_CTL_ADD, upstream)", source, target);
     finish(s, true, true);
     return;
   }
   Counters::add(counters_.admitted, 1);
+  // On loopback the handshake has usually completed inside connect(): relay at once instead of
+  // waiting a round of epoll for EPOLLOUT.
+  if (handshake_done(s->upstream_fd())) s->connected();
   // Bytes that came with the header are already waiting; no new edge will announce them.
   pump(s);
 }
 
 void TcpWorker::on_session_event(TcpSession* s, bool upstream_side, uint32_t events) {
+  s->on_event(upstream_side, events);
   switch (s->state()) {
     case SessionState::kClosed:
     case SessionState::kPending:
@@ -327,7 +339,7 @@ void TcpWorker::on_session_event(TcpSession* s, bool upstream_side, uint32_t eve
           finish(s, true, false);
           return;
         }
-        if (events & EPOLLOUT) s->set_state(SessionState::kRelay);
+        if (events & EPOLLOUT) s->connected();
       }
       break;
     case SessionState::kRelay:
@@ -344,7 +356,7 @@ void TcpWorker::on_session_event(TcpSession* s, bool upstream_side, uint32_t eve
 }
 
 void TcpWorker::pump(TcpSession* s) {
-  PumpResult r = s->pump(counters_);
+  PumpResult r = s->pump(counters_, pipes_);
   if (r.kind == PumpResult::kFinished) {
     finish(s, false, false);
   } else if (r.kind == PumpResult::kFailed) {
@@ -355,7 +367,9 @@ void TcpWorker::pump(TcpSession* s) {
 
 void TcpWorker::finish(TcpSession* s, bool reset_client, bool reset_upstream) {
   if (s->state() == SessionState::kClosed) return;
-  s->close(pipes_, reset_client, reset_upstream);
+  // The sockets are closed with the rest of the batch's finished sessions (see run()), after
+  // every ready connection has been served.
+  s->end(reset_client, reset_upstream);
   Counters::add(counters_.active, -1);
   engine_.live_connections().fetch_sub(1, std::memory_order_relaxed);
   finished_.push_back(s->id());

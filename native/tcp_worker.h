@@ -38,6 +38,7 @@ class TcpWorker : public WorkerThread {
   void on_session_event(TcpSession* s, bool upstream_side, uint32_t events);
   void pump(TcpSession* s);
   void finish(TcpSession* s, bool reset_client, bool reset_upstream);
+  void reap();  // closes and frees the sessions finished in this batch
   void report_upstream_failure(TcpSession* s, int err, const std::string& syscall,
                                const SockAddr& source, const SockAddr& target);
   void expire_headers(int64_t now);
