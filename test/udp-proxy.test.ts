@@ -44,13 +44,13 @@ class LoadBalancer {
     socket.on('message', (msg) => this.replies.push(msg.toString()));
   }
   static async start(host = '127.0.0.1'): Promise<LoadBalancer> {
-    const socket = dgram.createSocket('udp4');
+    const socket = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
     socket.bind(0, host);
     await once(socket, 'listening');
     return new LoadBalancer(socket);
   }
-  send(port: number, header: Uint8Array | string, payload: string): void {
-    this.socket.send(Buffer.concat([Buffer.from(header), Buffer.from(payload)]), port, '127.0.0.1');
+  send(port: number, header: Uint8Array | string, payload: string, to = '127.0.0.1'): void {
+    this.socket.send(Buffer.concat([Buffer.from(header), Buffer.from(payload)]), port, to);
   }
   close(): void {
     this.socket.close();
@@ -251,6 +251,22 @@ describe('flow table', () => {
       assert.equal(proxy.stats().active, 2, 'the refused flow is kept until idle');
     } finally {
       lb.close();
+      await proxy.close();
+    }
+  });
+
+  test('an IPv6 listener, and several SO_REUSEPORT listeners with a worker each', async () => {
+    const { proxy, port } = await startProxy({ listen: '[::1]:0', listeners: 3, workers: 3 });
+    const lbs = await Promise.all([1, 2, 3, 4, 5, 6].map(() => LoadBalancer.start('::1')));
+    try {
+      const before4 = up4.seen.length;
+      lbs.forEach((lb, i) => lb.send(port, udp4(`203.0.113.${70 + i}`, 5500), `lb${i}`, '::1'));
+      await until(() => lbs.every((lb, i) => lb.replies.includes(`lb${i}`)), 'every reply');
+      const seen = up4.seen.slice(before4).map((x) => x.address).sort();
+      assert.deepEqual(seen, [70, 71, 72, 73, 74, 75].map((n) => `203.0.113.${n}`));
+      assert.equal(proxy.stats().active, 6);
+    } finally {
+      for (const lb of lbs) lb.close();
       await proxy.close();
     }
   });
