@@ -4,6 +4,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createProxy, type Proxy } from '../lib/proxy.js';
 import type { SystemError } from '../lib/errors.js';
@@ -236,6 +237,50 @@ describe('upstream failures', () => {
   });
 });
 
+describe('an upstream that does not answer', () => {
+  test('ends the client within TCP_SYNCNT 2 (about 7 s) and names the failed call', async () => {
+    // A listener whose accept queue is full drops SYNs: the handshake never completes.
+    const holder = spawn('python3', [
+      '-c',
+      'import socket,sys,time\n' +
+        's=socket.socket(); s.bind(("127.0.0.1",0)); s.listen(0)\n' +
+        'print(s.getsockname()[1], flush=True)\n' +
+        'time.sleep(30)',
+    ]);
+    try {
+      const [line] = (await once(holder.stdout!, 'data')) as [Buffer];
+      const port = Number(line.toString().trim());
+      // With a backlog of 0 the queue holds one connection: this one fills it.
+      const fillers = [];
+      for (let i = 0; i < 1; i++) {
+        const f = net.connect({ port, host: '127.0.0.1' });
+        f.on('error', () => {});
+        fillers.push(f);
+        await once(f, 'connect');
+      }
+      const proxy = createProxy({ listen: '127.0.0.1:0', target4: `127.0.0.1:${port}`, workers: 1 });
+      await proxy.listen();
+      try {
+        const errors: SystemError[] = [];
+        proxy.on('connectionError', (e) => errors.push(e));
+        const socket = await connectAndSend(proxy.address()!.port, [v1('192.0.2.125', 32500), 'x']);
+        const started = Date.now();
+        assert.equal(await ending(socket), 'reset');
+        const took = Date.now() - started;
+        assert.ok(took > 2000 && took < 12000, `ended after ${took} ms`);
+        await until(() => errors.length === 1, 'connectionError');
+        assert.equal(errors[0]!.code, 'ETIMEDOUT');
+        assert.match(errors[0]!.syscall, /^connect\(127\.0\.0\.1:\d+\)/);
+      } finally {
+        await proxy.close();
+        for (const f of fillers) f.destroy();
+      }
+    } finally {
+      holder.kill();
+    }
+  });
+});
+
 describe('upstream socket', () => {
   test('a client address and port already in use toward the target is retried from an ephemeral port', async () => {
     const upstream = await Upstream.start('127.0.0.1');
@@ -255,6 +300,24 @@ describe('upstream socket', () => {
       assert.equal(proxy.stats().ephemeralPortRetries, 1);
       a.destroy();
       b.destroy();
+    } finally {
+      await proxy.close();
+      await upstream.close();
+    }
+  });
+
+  test('mark: the upstream socket carries SO_MARK', async () => {
+    const upstream = await Upstream.start('127.0.0.1');
+    const proxy = createProxy({ listen: '127.0.0.1:0', target4: upstream.endpoint, workers: 1, mark: 123 });
+    await proxy.listen();
+    try {
+      const socket = await connectAndSend(proxy.address()!.port, [v1('192.0.2.131', 33100), 'm']);
+      await once(socket, 'data');
+      // ss prints the mark of each socket; the upstream one is bound to the client's address.
+      const ss = execFileSync('ss', ['-tnie', 'src', '192.0.2.131'], { encoding: 'utf8' });
+      assert.match(ss, /192\.0\.2\.131:33100/);
+      assert.match(ss, /fwmark:0x7b/);
+      socket.destroy();
     } finally {
       await proxy.close();
       await upstream.close();
