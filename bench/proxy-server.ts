@@ -30,6 +30,11 @@ let stopping = false;
 const stop = (): void => {
   if (stopping) return;
   stopping = true;
+  // The mean hand-off to JavaScript and back, for the bench's notes.
+  const { decisions, decisionWaitUs } = proxy.stats();
+  if (decisions > 0) {
+    console.error(`decisions ${decisions} mean wait ${(decisionWaitUs / decisions).toFixed(1)} µs`);
+  }
   // Live connections get a moment to end; the bench only stops us between runs.
   setTimeout(() => process.exit(0), 2000).unref();
   proxy.close().then(

@@ -74,6 +74,18 @@ export function formatMetrics(stats: ProxyStats, extra?: CommandCounters): strin
       samples: [{ value: stats.acceptErrors }],
     },
     {
+      name: 'mmproxy_decisions_total',
+      type: 'counter',
+      help: 'TCP connections decided in JavaScript (header decoded, policy applied).',
+      samples: [{ value: stats.decisions }],
+    },
+    {
+      name: 'mmproxy_decision_wait_seconds_total',
+      type: 'counter',
+      help: 'Time from a worker handing a header to JavaScript to the decision reaching it, summed.',
+      samples: [{ value: stats.decisionWaitUs / 1e6 }],
+    },
+    {
       name: 'mmproxy_udp_datagrams_total',
       type: 'counter',
       help: 'UDP datagrams, by direction.',

@@ -63,6 +63,9 @@ export interface NativeStats {
   bytesFromClients: number;
   bytesFromUpstreams: number;
   acceptErrors: number;
+  /** Sum over decided connections of the time from handing the header to JS to the decision. */
+  decisionWaitUs: number;
+  decisions: number;
   udp: NativeUdpStats;
 }
 

@@ -59,6 +59,12 @@ export interface ProxyStats {
   bytesFromUpstreams: number;
   /** Accepted connections the kernel handed over with an error, or accept() failures (EMFILE…). */
   acceptErrors: number;
+  /**
+   * TCP: decisions taken in JavaScript, and the total microseconds between a worker handing a
+   * header over and the decision reaching it (divide for the mean hand-off latency).
+   */
+  decisions: number;
+  decisionWaitUs: number;
   /** UDP only (zeros for TCP). */
   udp: UdpStats;
 }

@@ -186,6 +186,8 @@ export class Proxy extends EventEmitter<ProxyEvents> {
       bytesFromClients: s?.bytesFromClients ?? 0,
       bytesFromUpstreams: s?.bytesFromUpstreams ?? 0,
       acceptErrors: s?.acceptErrors ?? 0,
+      decisions: s?.decisions ?? 0,
+      decisionWaitUs: s?.decisionWaitUs ?? 0,
       udp: {
         datagramsFromClients: s?.udp.datagramsFromClients ?? 0,
         datagramsToUpstreams: s?.udp.datagramsToUpstreams ?? 0,

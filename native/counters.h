@@ -34,6 +34,9 @@ struct alignas(64) Counters {
   std::atomic<uint64_t> bytes_from_clients{0};
   std::atomic<uint64_t> bytes_from_upstreams{0};
   std::atomic<uint64_t> accept_errors{0};
+  // Time from handing a header to JavaScript to its decision reaching the worker.
+  std::atomic<uint64_t> decision_wait_us{0};
+  std::atomic<uint64_t> decisions{0};
   // UDP only.
   std::atomic<uint64_t> datagrams_from_clients{0};    // received from load balancers
   std::atomic<uint64_t> datagrams_to_upstreams{0};    // sent on to targets

@@ -15,6 +15,12 @@ int64_t monotonic_ms() {
   return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t monotonic_us() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+}
+
 void Outbox::push(HeaderRecord&& r) {
   bool first;
   {
@@ -127,6 +133,8 @@ void add_counters(Counters* out, const Counters& c) {
   sum(out->bytes_from_clients, c.bytes_from_clients);
   sum(out->bytes_from_upstreams, c.bytes_from_upstreams);
   sum(out->accept_errors, c.accept_errors);
+  sum(out->decision_wait_us, c.decision_wait_us);
+  sum(out->decisions, c.decisions);
   sum(out->datagrams_from_clients, c.datagrams_from_clients);
   sum(out->datagrams_to_upstreams, c.datagrams_to_upstreams);
   sum(out->datagrams_from_upstreams, c.datagrams_from_upstreams);

@@ -134,5 +134,6 @@ class Engine {
 };
 
 int64_t monotonic_ms();
+int64_t monotonic_us();
 
 }  // namespace mmproxy

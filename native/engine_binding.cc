@@ -205,6 +205,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     o.Set("bytesFromClients", num(c.bytes_from_clients));
     o.Set("bytesFromUpstreams", num(c.bytes_from_upstreams));
     o.Set("acceptErrors", num(c.accept_errors));
+    o.Set("decisionWaitUs", num(c.decision_wait_us));
+    o.Set("decisions", num(c.decisions));
     Napi::Object udp = Napi::Object::New(env);
     udp.Set("datagramsFromClients", num(c.datagrams_from_clients));
     udp.Set("datagramsToUpstreams", num(c.datagrams_to_upstreams));

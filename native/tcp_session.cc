@@ -104,9 +104,9 @@ PumpResult TcpSession::pump(Counters& counters, PipePool& pool) {
   if (state_ != SessionState::kConnecting && state_ != SessionState::kRelay) return r;
   const bool upstream_ready = state_ == SessionState::kRelay;
   bool src_failed = false;
-  int err = pump_direction(up_, client_.get(), upstream_.get(), client_readable_,
-                           upstream_writable_, upstream_ready, pool, counters.bytes_from_clients,
-                           &src_failed);
+  int err =
+      pump_direction(up_, client_.get(), upstream_.get(), client_readable_, upstream_writable_,
+                     upstream_ready, pool, counters.bytes_from_clients, &src_failed);
   if (err != 0) {
     r.kind = PumpResult::kFailed;
     r.err = err;
@@ -115,8 +115,7 @@ PumpResult TcpSession::pump(Counters& counters, PipePool& pool) {
   }
   if (upstream_ready) {
     err = pump_direction(down_, upstream_.get(), client_.get(), upstream_readable_,
-                         client_writable_, true, pool, counters.bytes_from_upstreams,
-                         &src_failed);
+                         client_writable_, true, pool, counters.bytes_from_upstreams, &src_failed);
     if (err != 0) {
       r.kind = PumpResult::kFailed;
       r.err = err;

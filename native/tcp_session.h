@@ -75,6 +75,8 @@ class TcpSession {
   const SockAddr& source() const { return source_; }
   const SockAddr& target() const { return target_; }
   int64_t header_deadline_ms() const { return header_deadline_ms_; }
+  int64_t asked_us() const { return asked_us_; }
+  void set_asked_us(int64_t t) { asked_us_ = t; }
   EpollTag* client_tag() { return &client_tag_; }
   EpollTag* upstream_tag() { return &upstream_tag_; }
 
@@ -109,6 +111,7 @@ class TcpSession {
   SockAddr source_;  // what the upstream socket is bound to
   SockAddr target_;
   int64_t header_deadline_ms_;
+  int64_t asked_us_ = 0;  // when the header went to JavaScript
   bool client_readable_ = true;
   bool client_writable_ = true;
   bool upstream_readable_ = true;

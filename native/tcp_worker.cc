@@ -251,11 +251,14 @@ void TcpWorker::read_header(TcpSession* s) {
   r.local = s->local();
   r.bytes.assign(scratch_.data(), scratch_.data() + take);
   s->set_state(SessionState::kPending);
+  s->set_asked_us(monotonic_us());
   engine_.outbox().push(std::move(r));
 }
 
 void TcpWorker::admit(TcpSession* s, const Decision& d) {
   if (s->state() != SessionState::kPending) return;
+  Counters::add(counters_.decision_wait_us, uint64_t(monotonic_us() - s->asked_us()));
+  Counters::add(counters_.decisions, 1);
   if (!d.admit) {
     int reason = d.reason >= 0 && d.reason < kRejectReasonCount ? d.reason : kBadHeader;
     Counters::add(counters_.rejected[reason], 1);

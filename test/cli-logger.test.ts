@@ -97,6 +97,8 @@ function stats(
     bytesFromClients: 0,
     bytesFromUpstreams: 0,
     acceptErrors: 0,
+    decisions: 0,
+    decisionWaitUs: 0,
     udp: {
       datagramsFromClients: 0,
       datagramsToUpstreams: 0,

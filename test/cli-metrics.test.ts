@@ -22,6 +22,8 @@ const STATS: ProxyStats = {
   bytesFromClients: 1000,
   bytesFromUpstreams: 2000,
   acceptErrors: 6,
+  decisions: 9,
+  decisionWaitUs: 450,
   udp: {
     datagramsFromClients: 21,
     datagramsToUpstreams: 22,
