@@ -3,8 +3,8 @@
 // network (dependencies come from npm's cache, which the project's own `npm ci` filled, through a
 // lockfile made from ours, so this runs inside test/run.js's namespace that has only `lo`). Then it
 // uses the install: the mmproxy command, ESM and CommonJS imports that must load the shipped
-// prebuild, the loader's path for systems without the addon, and test/consumer's TypeScript
-// compiled against the published .d.ts files.
+// prebuild, the loader's path for systems without the addon, and test/consumer's TypeScript and
+// every example in the README (and docs/API.md) compiled against the published .d.ts files.
 import assert from 'node:assert/strict';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import {
@@ -495,20 +495,46 @@ describe('the packed package, installed without a compiler or network', () => {
     assert.match(p.error?.message ?? '', /needs Linux/);
   });
 
-  test('test/consumer compiles against the published .d.ts files', () => {
+  test('test/consumer and the docs’ examples compile against the published .d.ts files', () => {
     const dir = path.join(installDir, 'consumer');
     cpSync(path.join(root, 'test', 'consumer'), dir, { recursive: true });
+    const base = JSON.parse(
+      readFileSync(path.join(dir, 'tsconfig.json'), 'utf8').replace(/^\s*\/\/.*$/gm, ''),
+    ) as { files: string[] };
+    // Every js/ts block of the shipped README (and of docs/API.md, its draft) that uses the
+    // package, each as a module of its own.
+    const examples: string[] = [];
+    const docs = [path.join(installedPackage, 'README.md'), path.join(root, 'docs', 'API.md')];
+    for (const doc of docs.filter((f) => existsSync(f))) {
+      const text = readFileSync(doc, 'utf8');
+      for (const m of text.matchAll(/^```(js|ts|javascript|typescript)\n([\s\S]*?)^```/gm)) {
+        const code = m[2]!;
+        if (!code.includes("'mmproxy-native")) continue;
+        const line = text.slice(0, m.index).split('\n').length;
+        const name = `example-${path.basename(doc, '.md')}-${line}.${code.includes('require(') ? 'cts' : 'mts'}`;
+        writeFileSync(
+          path.join(dir, name),
+          `// ${path.relative(installDir, doc)}, line ${line}\n${code}`,
+        );
+        examples.push(name);
+      }
+    }
+    assert.ok(
+      examples.some((f) => f.startsWith('example-README-')),
+      'the README shows no example that uses the package',
+    );
     // The consumer's own tsconfig, plus where @types/node is (the install has no devDependencies).
     writeFileSync(
       path.join(dir, 'tsconfig.test.json'),
       JSON.stringify({
         extends: './tsconfig.json',
         compilerOptions: { typeRoots: [path.join(root, 'node_modules', '@types')] },
+        files: [...base.files, ...examples],
       }),
     );
     const tsc = path.join(root, 'node_modules', 'typescript', 'bin', 'tsc');
     const r = run(process.execPath, [tsc, '-p', 'tsconfig.test.json'], { cwd: dir, env });
-    assert.equal(r.status, 0, describeRun('tsc -p test/consumer', r));
+    assert.equal(r.status, 0, describeRun(`tsc -p test/consumer (+ ${examples.join(', ')})`, r));
     // The types came from the installed package, not from this checkout.
     const listed = run(process.execPath, [tsc, '-p', 'tsconfig.test.json', '--listFiles'], {
       cwd: dir,
