@@ -90,6 +90,7 @@ const s: ProxyStats = proxy.stats();
 console.log(s.accepted, s.active, s.admitted, s.rejected.notAllowed, s.rejected.badHeader);
 console.log(s.upstreamFailures, s.ephemeralPortRetries, s.bytesFromClients, s.bytesFromUpstreams);
 console.log(s.acceptErrors, s.udp.datagramsFromClients, s.udp.flowTableFull, s.udp.flowsExpired);
+console.log(s.decisions, s.decisionWaitUs / Math.max(1, s.decisions));
 
 // --- Allowlist reload ----------------------------------------------------------------------
 process.on('SIGHUP', async () => {
