@@ -71,6 +71,8 @@ test('the text exposition format: HELP and TYPE once per family, every reason, z
     'mmproxy_rejected_total{reason="spoofRefused"}': '0',
     mmproxy_upstream_failures_total: '4',
     mmproxy_ephemeral_port_retries_total: '5',
+    mmproxy_decisions_total: '9',
+    mmproxy_decision_wait_seconds_total: '0.00045',
     'mmproxy_received_bytes_total{from="client"}': '1000',
     'mmproxy_received_bytes_total{from="upstream"}': '2000',
     mmproxy_accept_errors_total: '6',
