@@ -16,7 +16,7 @@
 // Where the spec leaves a choice, the stricter reading is taken, because a header decides whose
 // address the application sees; each such choice is marked "Choice:" below.
 import { ProxyProtocolError } from './errors.js';
-import { CRC32C_INIT, crc32cFinish, crc32cUpdate, crc32cZeros } from './crc32c.js';
+import { CRC32C_INIT, crc32cFinish, crc32cUpdate, crc32cZeroed } from './crc32c.js';
 import {
   SCAN_INCOMPLETE,
   SCAN_INVALID,
@@ -486,9 +486,6 @@ function scanV1Port(
 
 // --- v2 --------------------------------------------------------------------------------------
 
-// Set by decodeTlvs: where the CRC32C value sits, or -1.
-let crcValueAt = -1;
-
 function decodeV2(
   bytes: Uint8Array,
   n: number,
@@ -632,13 +629,17 @@ function decodeV2(
   // Choice: the family's address block may be followed by more bytes; they are TLVs and must
   // parse as such (AF_UNSPEC has an empty address block, so everything after 16 bytes is TLVs,
   // which is how HAProxy sends LOCAL health checks with TLVs).
-  crcValueAt = -1;
-  const available = n < total ? n : total;
-  if (available > tlvStart) copyRegion(bytes, tlvStart, available, available === total);
-  if (!decodeTlvs(bytes, tlvStart, available, total, header)) {
-    return v2NeedMore(dgram, n, `${total} bytes`);
+  if (total > tlvStart) {
+    const available = n < total ? n : total;
+    if (available > tlvStart) copyHeader(bytes, available, available === total);
+    else regionDelta = 0; // nothing to read yet; decodeTlvs only checks the framing
+    const d = regionDelta;
+    crcValueAt = -1;
+    if (!decodeTlvs(tlvStart + d, available + d, total + d, header)) {
+      return v2NeedMore(dgram, n, `${total} bytes`);
+    }
+    if (crcValueAt >= 0) verifyCrc32c(bytes, total, crcValueAt - d, header.crc32c!);
   }
-  if (crcValueAt >= 0) verifyCrc32c(bytes, total, crcValueAt, header.crc32c!);
   return { header, length: total };
 }
 
@@ -653,16 +654,21 @@ function unixPath(bytes: Uint8Array, start: number): string {
   let end = start;
   const limit = start + UNIX_PATH_SIZE;
   let ascii = true;
-  let hash = 0;
   while (end < limit) {
     const c = bytes[end]!;
     if (c === 0) break;
     if (c >= 0x80) ascii = false;
-    hash = Math.imul(hash ^ c, 0x01000193);
     end++;
   }
-  if (ascii) return latin1(bytes, start, end, hash);
-  const text = utf8(bytes, start, end);
+  if (ascii) {
+    // Not through the string cache, which holds only validated TLV strings, and not a loop of
+    // concatenations, since a path is often longer than a TLV string.
+    return String.fromCharCode.apply(null, bytes.subarray(start, end) as unknown as number[]);
+  }
+  let view = new Uint8Array(bytes.buffer, bytes.byteOffset + start, end - start);
+  // TextDecoder refuses views of a SharedArrayBuffer.
+  if (!(bytes.buffer instanceof ArrayBuffer)) view = Uint8Array.from(view);
+  const text = utf8(view);
   if (text === null) {
     throw fault(
       'ERR_PROXY_V2_BAD_UNIX_PATH',
@@ -673,11 +679,9 @@ function unixPath(bytes: Uint8Array, start: number): string {
   return text;
 }
 
+// The checksum covers the header with its own four bytes read as zeros.
 function verifyCrc32c(bytes: Uint8Array, total: number, at: number, expected: number): void {
-  let state = crc32cUpdate(CRC32C_INIT, bytes, 0, at);
-  state = crc32cZeros(state, 4);
-  state = crc32cUpdate(state, bytes, at + 4, total);
-  const actual = crc32cFinish(state);
+  const actual = crc32cZeroed(bytes, total, at);
   if (actual !== expected) {
     throw fault(
       'ERR_PROXY_CRC32C_MISMATCH',
@@ -697,99 +701,130 @@ function readU32(bytes: Uint8Array, at: number): number {
 }
 
 // TLV values are copies, so that callers may reuse their buffers; but one typed array allocated
-// per value would be most of the cost of a header with TLVs. So the header's TLV bytes are copied
-// once, into a slab this module owns (as Buffer.allocUnsafe does with its pool), and every value
-// is a view of that copy. A value's `.buffer` may therefore hold other headers' TLVs, never the
-// caller's memory. Complete regions of up to a quarter slab share slabs; larger ones, and the
-// partial regions of headers still arriving, get their own copy.
-const SLAB_SIZE = 8192;
+// per value would be most of the cost of a header with TLVs (and any array over 64 bytes gets
+// memory of its own outside the heap, which costs about a microsecond). So the header is copied
+// once, into a slab this module owns (as Buffer.allocUnsafe does with its pool, but zero-filled),
+// and every value is a view of that copy. A value's `.buffer` may therefore hold other headers'
+// bytes, never the caller's memory. Complete headers of up to a quarter slab share slabs; larger
+// ones, and headers still arriving, get their own copy. The TLVs are then read from the copy,
+// which is always a plain Uint8Array, and so is the checksum.
+//
+// The whole header is copied, not only its TLVs, so that the checksum reads one array. A slab
+// costs about as much to allocate at 16 KiB as at 8 KiB (the cost is per allocation, not per
+// byte); a larger one would keep more memory alive for one retained value.
+const SLAB_SIZE = 16384;
 let slab = new Uint8Array(SLAB_SIZE);
+let slabBuffer = slab.buffer;
+let slabView = new DataView(slabBuffer);
 let slabUsed = 0;
-// Where the region being decoded was copied: byte `regionStart + k` of the input is at
-// `copyOffset + k` in `copyBuffer`.
-let copyBuffer: ArrayBufferLike = slab.buffer;
-let copyOffset = 0;
-let regionStart = 0;
+// The copy being decoded: input byte `i` is `region[i + regionDelta]`, and `region` starts at
+// offset 0 of `regionBuffer`.
+let region = slab;
+let regionBuffer: ArrayBuffer = slab.buffer;
+let regionView = slabView; // for reading four bytes at once
+let regionDelta = 0;
 
-function copyRegion(bytes: Uint8Array, start: number, end: number, complete: boolean): void {
-  const length = end - start;
-  let target: Uint8Array;
+// Copies bytes[0..end) and points `region` at the copy.
+function copyHeader(bytes: Uint8Array, end: number, complete: boolean): void {
+  let target: Uint8Array<ArrayBuffer>;
   let at: number;
-  if (complete && length <= SLAB_SIZE / 4) {
-    if (slabUsed + length > SLAB_SIZE) {
+  if (complete && end <= SLAB_SIZE / 4) {
+    if (slabUsed + end > SLAB_SIZE) {
       slab = new Uint8Array(SLAB_SIZE);
+      slabBuffer = slab.buffer;
+      slabView = new DataView(slabBuffer);
       slabUsed = 0;
     }
     target = slab;
     at = slabUsed;
-    slabUsed += length;
+    slabUsed += end;
   } else {
-    target = new Uint8Array(length);
+    target = new Uint8Array(end);
     at = 0;
   }
-  if (length <= 64) {
-    for (let i = 0; i < length; i++) target[at + i] = bytes[start + i]!;
+  target.set(
+    end === bytes.length ? bytes : new Uint8Array(bytes.buffer, bytes.byteOffset, end),
+    at,
+  );
+  region = target;
+  if (target === slab) {
+    regionBuffer = slabBuffer;
+    regionView = slabView;
   } else {
-    target.set(new Uint8Array(bytes.buffer, bytes.byteOffset + start, length), at);
+    regionBuffer = target.buffer;
+    regionView = new DataView(regionBuffer);
   }
-  copyBuffer = target.buffer;
-  copyOffset = at;
-  regionStart = start;
-}
-
-// The copy of input bytes [start, end) made by copyRegion.
-function copied(start: number, end: number): Uint8Array {
-  return new Uint8Array(copyBuffer, copyOffset + start - regionStart, end - start);
+  regionDelta = at;
 }
 
 // Strings in TLVs (ALPN, TLS version, cipher and algorithm names, authority, netns) take few
-// distinct values across connections, so the last string seen for each small hash of its bytes is
-// kept and returned again when the bytes match: one comparison instead of building the string.
-// Direct-mapped and bounded (INTERN_SLOTS strings of at most INTERN_MAX_LENGTH characters); a
-// collision only costs a miss.
-const INTERN_SLOTS = 1024;
-const INTERN_MAX_LENGTH = 64;
-const interned: (string | undefined)[] = new Array<string | undefined>(INTERN_SLOTS).fill(
-  undefined,
-);
+// distinct values across connections, so the last string decoded for each small hash of its
+// bytes is kept, and returned again when the bytes match: one comparison instead of validating
+// and building the string. A cached string has passed the checks of its kind, and bytes equal to
+// it pass them too, so each kind has its own table. Direct-mapped and bounded (2^CACHE_BITS
+// strings of at most CACHE_MAX_LENGTH characters per kind); a collision only costs a miss. Only
+// strings whose characters are their bytes are cached (ASCII, or latin1 for ALPN). Each slot also
+// keeps the string's bytes, compared four at a time: reading a string's characters one by one
+// costs several times as much.
+const LATIN1 = 0; // ALPN: any bytes, one character each
+const ASCII = 1; // printable US-ASCII
+const UTF8 = 2; // UTF-8 without control characters (cached only when ASCII)
+const CACHE_BITS = 9;
+const CACHE_MAX_LENGTH = 64;
+const stringCache: string[] = new Array<string>(3 << CACHE_BITS).fill('');
+const cacheBytes = new DataView(new ArrayBuffer((3 << CACHE_BITS) * CACHE_MAX_LENGTH));
+let cacheSlot = 0;
 
-// `hash` is any function of the bytes, computed by the caller's validation loop.
-function latin1(bytes: Uint8Array, start: number, end: number, hash: number): string {
-  const length = end - start;
-  if (length > INTERN_MAX_LENGTH) {
-    // In chunks, to stay far below the engine's limit on arguments.
-    let text = '';
-    for (let at = start; at < end; at += 4096) {
-      const view = new Uint8Array(bytes.buffer, bytes.byteOffset + at, Math.min(4096, end - at));
-      text += String.fromCharCode.apply(null, view as unknown as number[]);
-    }
-    return text;
+// The cached string equal to b[s..e), or '' (sets cacheSlot either way). 0 < e - s <= max.
+function lookUp(b: Uint8Array, s: number, e: number, kind: number): string {
+  const length = e - s;
+  const h = Math.imul(
+    length ^ (b[s]! << 8) ^ (b[e - 1]! << 16) ^ (b[s + (length >> 1)]! << 24),
+    0x9e3779b1,
+  );
+  const slot = (kind << CACHE_BITS) | (h >>> (32 - CACHE_BITS));
+  cacheSlot = slot;
+  const text = stringCache[slot]!;
+  if (text.length !== length) return '';
+  const view = regionView;
+  const cached = cacheBytes;
+  const base = slot * CACHE_MAX_LENGTH;
+  let k = 0;
+  for (; k + 4 <= length; k += 4) {
+    if (view.getInt32(s + k, true) !== cached.getInt32(base + k, true)) return '';
   }
-  const slot = (hash ^ (hash >>> 10) ^ length) & (INTERN_SLOTS - 1);
-  const cached = interned[slot];
-  if (cached !== undefined && cached.length === length) {
-    let k = 0;
-    while (k < length && cached.charCodeAt(k) === bytes[start + k]) k++;
-    if (k === length) return cached;
-  }
-  let text = '';
-  for (let i = start; i < end; i++) text += String.fromCharCode(bytes[i]!);
-  interned[slot] = text;
+  for (; k < length; k++) if (b[s + k] !== cached.getUint8(base + k)) return '';
   return text;
 }
 
-function hashBytes(bytes: Uint8Array, start: number, end: number): number {
-  let hash = 0;
-  for (let i = start; i < end; i++) hash = Math.imul(hash ^ bytes[i]!, 0x01000193);
-  return hash;
+// Remembers `text`, made of b[s..e), in the slot the last lookUp chose.
+function remember(b: Uint8Array, s: number, e: number, text: string): void {
+  const base = cacheSlot * CACHE_MAX_LENGTH;
+  for (let i = s; i < e; i++) cacheBytes.setUint8(base + i - s, b[i]!);
+  stringCache[cacheSlot] = text;
+}
+
+// One character per byte. Short strings are concatenated (the engine copies strings of up to 12
+// characters into a flat one); longer ones are made in one go, since a concatenated one would be
+// a rope, whose characters are slower to read (and the cache reads them).
+function charString(b: Uint8Array, s: number, e: number): string {
+  if (e - s <= 12) {
+    let text = '';
+    for (let i = s; i < e; i++) text += String.fromCharCode(b[i]!);
+    return text;
+  }
+  // In chunks, to stay far below the engine's limit on arguments.
+  let text = '';
+  for (let at = s; at < e; at += 4096) {
+    const chunk = b.subarray(at, e - at > 4096 ? at + 4096 : e);
+    text += String.fromCharCode.apply(null, chunk as unknown as number[]);
+  }
+  return text;
 }
 
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
-function utf8(bytes: Uint8Array, start: number, end: number): string | null {
-  let view = new Uint8Array(bytes.buffer, bytes.byteOffset + start, end - start);
-  // TextDecoder refuses views of a SharedArrayBuffer.
-  if (!(bytes.buffer instanceof ArrayBuffer)) view = Uint8Array.from(view);
+function utf8(view: Uint8Array): string | null {
   try {
     return utf8Decoder.decode(view);
   } catch {
@@ -798,37 +833,65 @@ function utf8(bytes: Uint8Array, start: number, end: number): string | null {
 }
 
 function badString(what: string, why: string, at: number): ProxyProtocolError {
-  return fault('ERR_PROXY_TLV_BAD_STRING', `PROXY v2 ${what}: ${why}`, at);
+  return fault('ERR_PROXY_TLV_BAD_STRING', `PROXY v2 ${what}: ${why}`, at - regionDelta);
+}
+
+// ALPN: the spec gives no character set; one character per byte.
+function latin1String(b: Uint8Array, s: number, e: number): string {
+  const length = e - s;
+  if (length === 0) return '';
+  if (length > CACHE_MAX_LENGTH) return charString(b, s, e);
+  const hit = lookUp(b, s, e, LATIN1);
+  if (hit !== '') return hit;
+  const text = charString(b, s, e);
+  remember(b, s, e, text);
+  return text;
 }
 
 // Choice: the spec calls these US-ASCII; control characters and bytes above 0x7e are refused so
 // that a value can be logged or compared without surprises.
-function asciiString(bytes: Uint8Array, start: number, end: number, what: string): string {
-  let hash = 0;
-  for (let i = start; i < end; i++) {
-    const c = bytes[i]!;
+function asciiString(b: Uint8Array, s: number, e: number, what: string): string {
+  const length = e - s;
+  if (length === 0) return '';
+  const cache = length <= CACHE_MAX_LENGTH;
+  if (cache) {
+    const hit = lookUp(b, s, e, ASCII);
+    if (hit !== '') return hit;
+  }
+  for (let i = s; i < e; i++) {
+    const c = b[i]!;
     if (c < 0x20 || c > 0x7e) {
       throw badString(what, `${describeByte(c)} is not printable US-ASCII`, i);
     }
-    hash = Math.imul(hash ^ c, 0x01000193);
   }
-  return latin1(bytes, start, end, hash);
+  const text = charString(b, s, e);
+  if (cache) remember(b, s, e, text);
+  return text;
 }
 
 // Choice: UTF-8 strings (authority, client certificate CN) must be valid UTF-8 without control
 // characters (C0 or DEL): a NUL or a line break in a host name is an attack, not a name.
-function utf8String(bytes: Uint8Array, start: number, end: number, what: string): string {
+function utf8String(b: Uint8Array, s: number, e: number, what: string): string {
+  const length = e - s;
+  if (length === 0) return '';
+  const cache = length <= CACHE_MAX_LENGTH;
+  if (cache) {
+    const hit = lookUp(b, s, e, UTF8);
+    if (hit !== '') return hit;
+  }
   let ascii = true;
-  let hash = 0;
-  for (let i = start; i < end; i++) {
-    const c = bytes[i]!;
+  for (let i = s; i < e; i++) {
+    const c = b[i]!;
     if (c < 0x20 || c === 0x7f) throw badString(what, `control character ${describeByte(c)}`, i);
     if (c >= 0x80) ascii = false;
-    hash = Math.imul(hash ^ c, 0x01000193);
   }
-  if (ascii) return latin1(bytes, start, end, hash);
-  const text = utf8(bytes, start, end);
-  if (text === null) throw badString(what, 'not valid UTF-8', start);
+  if (ascii) {
+    const text = charString(b, s, e);
+    if (cache) remember(b, s, e, text);
+    return text;
+  }
+  const text = utf8(new Uint8Array(regionBuffer, s, length));
+  if (text === null) throw badString(what, 'not valid UTF-8', s);
   return text;
 }
 
@@ -836,7 +899,7 @@ function duplicate(what: string, type: number, at: number): ProxyProtocolError {
   return fault(
     'ERR_PROXY_TLV_DUPLICATE',
     `PROXY v2 header: a second ${what} TLV (type ${hex2(type)})`,
-    at,
+    at - regionDelta,
   );
 }
 
@@ -844,64 +907,71 @@ function badLength(what: string, type: number, length: number, rule: string, at:
   return fault(
     'ERR_PROXY_TLV_BAD_LENGTH',
     `PROXY v2 header: ${what} TLV (type ${hex2(type)}) of ${length} bytes; it must be ${rule}`,
-    at,
+    at - regionDelta,
   );
 }
 
-// Walks a TLV list in bytes[pos..total), of which bytes[..available) are here. Every TLV that has
-// fully arrived is checked and decoded into `header`; returns false when the list continues past
-// `available`. Framing errors (a TLV running past `total`) are reported as soon as the TLV's
-// three-byte head is seen.
+// Set by decodeTlvs: where the CRC32C value sits in `region`, or -1.
+let crcValueAt = -1;
+
+// Walks a TLV list in region[pos..total), of which region[..available) has arrived (all three
+// are positions in `region`). Every TLV that has fully arrived is checked and decoded into
+// `header`; returns false when the list continues past `available`. Framing errors (a TLV
+// running past `total`) are reported as soon as the TLV's three-byte head is seen.
 //
 // Choice: each TLV the spec names may appear once (NOOP any number of times); a second one is
 // refused rather than letting the first or the last silently win. Unknown types are kept raw.
-function decodeTlvs(
-  bytes: Uint8Array,
-  pos: number,
-  available: number,
-  total: number,
-  header: ProxyHeader,
-): boolean {
+function decodeTlvs(pos: number, available: number, total: number, header: ProxyHeader): boolean {
+  const b = region;
+  const buffer = regionBuffer;
   const tlvs = header.tlvs;
+  let seen = 0; // one bit per named type already decoded
   while (pos < total) {
     if (total - pos < 3) throw overrun('TLV', total - pos, total, pos);
     if (pos + 3 > available) return false;
-    const type = bytes[pos]!;
+    const type = b[pos]!;
     const start = pos + 3;
-    const end = start + ((bytes[pos + 1]! << 8) | bytes[pos + 2]!);
+    const length = (b[pos + 1]! << 8) | b[pos + 2]!;
+    const end = start + length;
     if (end > total) throw overrunValue('TLV', type, end, total, pos);
     if (end > available) return false;
-    const value = copied(start, end);
+    const value = new Uint8Array(buffer, start, length);
     tlvs.push({ type, value });
     switch (type) {
       case 0x01:
-        if (header.alpn !== undefined) throw duplicate('ALPN', type, pos);
-        header.alpn = latin1(bytes, start, end, hashBytes(bytes, start, end));
+        if (seen & 0x01) throw duplicate('ALPN', type, pos);
+        seen |= 0x01;
+        header.alpn = latin1String(b, start, end);
         break;
       case 0x02:
-        if (header.authority !== undefined) throw duplicate('authority', type, pos);
-        header.authority = utf8String(bytes, start, end, 'authority TLV');
+        if (seen & 0x02) throw duplicate('authority', type, pos);
+        seen |= 0x02;
+        header.authority = utf8String(b, start, end, 'authority TLV');
         break;
       case 0x03:
-        if (crcValueAt >= 0) throw duplicate('CRC32C', type, pos);
-        if (end - start !== 4) throw badLength('CRC32C', type, end - start, 'exactly 4', pos);
+        if (seen & 0x04) throw duplicate('CRC32C', type, pos);
+        seen |= 0x04;
+        if (length !== 4) throw badLength('CRC32C', type, length, 'exactly 4', pos);
         crcValueAt = start;
-        header.crc32c = readU32(bytes, start);
+        header.crc32c = readU32(b, start);
         break;
       case 0x05:
-        if (header.uniqueId !== undefined) throw duplicate('unique ID', type, pos);
-        if (end - start > UNIQUE_ID_MAX_LENGTH) {
-          throw badLength('unique ID', type, end - start, `at most ${UNIQUE_ID_MAX_LENGTH}`, pos);
+        if (seen & 0x08) throw duplicate('unique ID', type, pos);
+        seen |= 0x08;
+        if (length > UNIQUE_ID_MAX_LENGTH) {
+          throw badLength('unique ID', type, length, `at most ${UNIQUE_ID_MAX_LENGTH}`, pos);
         }
         header.uniqueId = value;
         break;
       case 0x20:
-        if (header.ssl !== undefined) throw duplicate('SSL', type, pos);
-        header.ssl = decodeSsl(bytes, start, end, pos);
+        if (seen & 0x10) throw duplicate('SSL', type, pos);
+        seen |= 0x10;
+        header.ssl = decodeSsl(b, buffer, start, end, pos);
         break;
       case 0x30:
-        if (header.netns !== undefined) throw duplicate('netns', type, pos);
-        header.netns = asciiString(bytes, start, end, 'netns TLV');
+        if (seen & 0x20) throw duplicate('netns', type, pos);
+        seen |= 0x20;
+        header.netns = asciiString(b, start, end, 'netns TLV');
         break;
       default:
         break; // NOOP and types the spec does not name: kept in `tlvs` only
@@ -914,9 +984,9 @@ function decodeTlvs(
 function overrun(what: string, left: number, total: number, at: number): ProxyProtocolError {
   return fault(
     'ERR_PROXY_TLV_OVERRUN',
-    `PROXY v2 header: ${left} byte${left === 1 ? '' : 's'} left before the end at ${total}, ` +
+    `PROXY v2 header: ${left} byte${left === 1 ? '' : 's'} left before the end at ${total - regionDelta}, ` +
       `too few for a ${what} head (3 bytes)`,
-    at,
+    at - regionDelta,
   );
 }
 
@@ -927,66 +997,78 @@ function overrunValue(
   total: number,
   at: number,
 ): ProxyProtocolError {
+  const d = regionDelta;
   return fault(
     'ERR_PROXY_TLV_OVERRUN',
-    `PROXY v2 header: ${what} type ${hex2(type)} runs to ${end}, past the end of its container at ${total}`,
-    at,
+    `PROXY v2 header: ${what} type ${hex2(type)} runs to ${end - d}, past the end of its container at ${total - d}`,
+    at - d,
   );
 }
 
-function decodeSsl(bytes: Uint8Array, start: number, end: number, at: number): ProxySsl {
+const SSL_NAMES = [
+  'SSL version',
+  'SSL CN',
+  'SSL cipher',
+  'SSL signature algorithm',
+  'SSL key algorithm',
+  'SSL group',
+  'SSL signature scheme',
+  'SSL client certificate',
+];
+
+function decodeSsl(
+  b: Uint8Array,
+  buffer: ArrayBuffer,
+  start: number,
+  end: number,
+  at: number,
+): ProxySsl {
   if (end - start < 5) {
     throw badLength('SSL', 0x20, end - start, 'at least 5 (client flags and verify result)', at);
   }
-  const ssl: ProxySsl = {
-    client: bytes[start]!,
-    verify: readU32(bytes, start + 1),
-    tlvs: [],
-  };
+  const tlvs: Tlv[] = [];
+  const ssl: ProxySsl = { client: b[start]!, verify: readU32(b, start + 1), tlvs };
+  let seen = 0; // bit k: sub-type 0x21 + k already decoded
   let pos = start + 5;
   while (pos < end) {
     if (end - pos < 3) throw overrun('SSL sub-TLV', end - pos, end, pos);
-    const type = bytes[pos]!;
+    const type = b[pos]!;
     const s = pos + 3;
-    const e = s + ((bytes[pos + 1]! << 8) | bytes[pos + 2]!);
+    const length = (b[pos + 1]! << 8) | b[pos + 2]!;
+    const e = s + length;
     if (e > end) throw overrunValue('SSL sub-TLV', type, e, end, pos);
-    const value = copied(s, e);
-    ssl.tlvs.push({ type, value });
-    switch (type) {
-      case 0x21:
-        if (ssl.version !== undefined) throw duplicate('SSL version', type, pos);
-        ssl.version = asciiString(bytes, s, e, 'SSL version sub-TLV');
-        break;
-      case 0x22:
-        if (ssl.cn !== undefined) throw duplicate('SSL CN', type, pos);
-        ssl.cn = utf8String(bytes, s, e, 'SSL CN sub-TLV');
-        break;
-      case 0x23:
-        if (ssl.cipher !== undefined) throw duplicate('SSL cipher', type, pos);
-        ssl.cipher = asciiString(bytes, s, e, 'SSL cipher sub-TLV');
-        break;
-      case 0x24:
-        if (ssl.sigAlg !== undefined) throw duplicate('SSL signature algorithm', type, pos);
-        ssl.sigAlg = asciiString(bytes, s, e, 'SSL signature algorithm sub-TLV');
-        break;
-      case 0x25:
-        if (ssl.keyAlg !== undefined) throw duplicate('SSL key algorithm', type, pos);
-        ssl.keyAlg = asciiString(bytes, s, e, 'SSL key algorithm sub-TLV');
-        break;
-      case 0x26:
-        if (ssl.group !== undefined) throw duplicate('SSL group', type, pos);
-        ssl.group = asciiString(bytes, s, e, 'SSL group sub-TLV');
-        break;
-      case 0x27:
-        if (ssl.sigScheme !== undefined) throw duplicate('SSL signature scheme', type, pos);
-        ssl.sigScheme = asciiString(bytes, s, e, 'SSL signature scheme sub-TLV');
-        break;
-      case 0x28:
-        if (ssl.clientCert !== undefined) throw duplicate('SSL client certificate', type, pos);
-        ssl.clientCert = value;
-        break;
-      default:
-        break; // kept in ssl.tlvs only
+    const value = new Uint8Array(buffer, s, length);
+    tlvs.push({ type, value });
+    const k = type - 0x21;
+    if (k >= 0 && k < 8) {
+      if (seen & (1 << k)) throw duplicate(SSL_NAMES[k]!, type, pos);
+      seen |= 1 << k;
+      switch (type) {
+        case 0x21:
+          ssl.version = asciiString(b, s, e, 'SSL version sub-TLV');
+          break;
+        case 0x22:
+          ssl.cn = utf8String(b, s, e, 'SSL CN sub-TLV');
+          break;
+        case 0x23:
+          ssl.cipher = asciiString(b, s, e, 'SSL cipher sub-TLV');
+          break;
+        case 0x24:
+          ssl.sigAlg = asciiString(b, s, e, 'SSL signature algorithm sub-TLV');
+          break;
+        case 0x25:
+          ssl.keyAlg = asciiString(b, s, e, 'SSL key algorithm sub-TLV');
+          break;
+        case 0x26:
+          ssl.group = asciiString(b, s, e, 'SSL group sub-TLV');
+          break;
+        case 0x27:
+          ssl.sigScheme = asciiString(b, s, e, 'SSL signature scheme sub-TLV');
+          break;
+        default:
+          ssl.clientCert = value;
+          break;
+      }
     }
     pos = e;
   }
@@ -1315,7 +1397,9 @@ function encodeV2(header: ProxyHeaderInput, options: EncodeOptions): Buffer {
   }
   if (crcAt >= 0) {
     out.fill(0, crcAt, crcAt + 4);
-    writeU32(out, crcAt, crc32cFinish(crc32cUpdate(CRC32C_INIT, out, 0, out.length)));
+    // Through a plain Uint8Array, as the decoder does: the checksum's loads stay of one type.
+    const plain = new Uint8Array(out.buffer, out.byteOffset, out.length);
+    writeU32(out, crcAt, crc32cFinish(crc32cUpdate(CRC32C_INIT, plain, 0, plain.length)));
   }
 
   // Whatever the decoder would refuse (a control character in the authority, a unique ID over
