@@ -378,3 +378,41 @@ describe('the file-descriptor limit', () => {
     }
   });
 });
+
+describe('a failed listen()', () => {
+  // EADDRINUSE, then the engine object is garbage collected before its thread-safe function's
+  // finalizer runs. MALLOC_PERTURB_ fills freed memory, so a use after free crashes instead of
+  // passing silently (scripts/asan.sh reports the same as heap-use-after-free).
+  const CHILD = `
+    import net from 'node:net';
+    const { createProxy } = await import(process.env.PROXY_MODULE);
+    const busy = net.createServer().listen(0, '127.0.0.1');
+    await new Promise((resolve) => busy.once('listening', resolve));
+    let refused = 0;
+    for (let i = 0; i < 20; i++) {
+      await createProxy({ listen: '127.0.0.1:' + busy.address().port, target4: '127.0.0.1:9' })
+        .listen().catch((e) => { if (e.code === 'EADDRINUSE') refused++; });
+    }
+    globalThis.gc();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    busy.close();
+    console.log('refused ' + refused);
+  `;
+
+  test('leaves nothing that crashes the process once it is garbage collected', async () => {
+    const child = spawn(process.execPath, ['--expose-gc', '--input-type=module', '-e', CHILD], {
+      env: {
+        ...process.env,
+        PROXY_MODULE: new URL('../lib/proxy.js', import.meta.url).href,
+        MALLOC_PERTURB_: '165',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    const [code, signal] = (await once(child, 'exit')) as [number | null, string | null];
+    assert.deepEqual({ code, signal }, { code: 0, signal: null }, out);
+    assert.match(out, /refused 20/);
+  });
+});
