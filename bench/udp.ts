@@ -155,14 +155,16 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
 }
 
-/** Busy and total jiffies of one CPU, from /proc/stat (softirq work on that CPU included). */
+/** Busy and total jiffies of one CPU, from /proc/stat (softirq work on that CPU included, niced work not). */
 function cpuTimes(cpu: string): { busy: number; total: number } {
   const line = readFileSync('/proc/stat', 'utf8')
     .split('\n')
     .find((l) => l.startsWith(`cpu${cpu} `));
   const f = (line ?? '').trim().split(/\s+/).slice(1).map(Number);
   const total = f.reduce((a, b) => a + b, 0);
-  const idle = (f[3] ?? 0) + (f[4] ?? 0); // idle + iowait
+  // Idle, iowait and niced time: a niced background job (a fuzzer) yields to us, so it neither
+  // counts as the proxy's core being busy nor delays a run.
+  const idle = (f[3] ?? 0) + (f[4] ?? 0) + (f[1] ?? 0);
   return { busy: total - idle, total };
 }
 
