@@ -54,6 +54,7 @@ UdpFlow* FlowTable::find_id(uint64_t id) const {
 
 UdpFlow* FlowTable::insert(std::unique_ptr<UdpFlow> flow) {
   UdpFlow* f = flow.get();
+  f->linked_ms = f->last_active_ms;
   by_id_[f->id] = f;
   by_key_.emplace(f->key, std::move(flow));
   link_newest(f);
@@ -62,6 +63,8 @@ UdpFlow* FlowTable::insert(std::unique_ptr<UdpFlow> flow) {
 
 void FlowTable::touch(UdpFlow* f, int64_t now_ms) {
   f->last_active_ms = now_ms;
+  if (now_ms - f->linked_ms < kRelinkMs) return;
+  f->linked_ms = now_ms;
   if (newest_ == f) return;
   unlink(f);
   link_newest(f);

@@ -37,6 +37,7 @@ struct UdpFlow {
   SockAddr target;
   std::vector<std::vector<uint8_t>> queue;  // payloads that arrived while pending
   int64_t last_active_ms = 0;
+  int64_t linked_ms = 0;  // when it last moved to the newest end of the list
   UdpFlow* older = nullptr;
   UdpFlow* newer = nullptr;
   EpollTag tag;
@@ -47,7 +48,11 @@ class FlowTable {
   UdpFlow* find(const FlowKey& key) const;
   UdpFlow* find_id(uint64_t id) const;
   UdpFlow* insert(std::unique_ptr<UdpFlow> flow);  // the flow becomes the newest
-  void touch(UdpFlow* flow, int64_t now_ms);       // moves it to the newest end
+  // Records activity. The flow moves to the newest end only if it last moved there more than
+  // kRelinkMs ago: the list stays sorted by that time, a flow's activity lies within kRelinkMs
+  // of it, and a busy flow costs a relink four times a second, not one per datagram.
+  void touch(UdpFlow* flow, int64_t now_ms);
+  static constexpr int64_t kRelinkMs = 250;
   void remove(UdpFlow* flow);                      // closes its socket
   UdpFlow* oldest() const { return oldest_; }
   size_t size() const { return by_key_.size(); }

@@ -43,6 +43,11 @@ int UdpWorker::setup(SocketError* err) {
   in_addr_.resize(kBatch);
   out_.resize(kBatch);
   out_iov_.resize(kBatch);
+  reply_buffers_.resize(size_t(kBatch) * kDatagramMax);
+  replies_.resize(kBatch);
+  reply_iov_.resize(kBatch);
+  reply_to_.resize(kBatch);
+  reply_listener_.resize(kBatch);
   return 0;
 }
 
@@ -50,6 +55,7 @@ void UdpWorker::run() {
   epoll_event events[kMaxEvents];
   while (!closing_) {
     int n = epoll_wait(epoll_.get(), events, kMaxEvents, epoll_timeout(monotonic_ms()));
+    now_ms_ = monotonic_ms();
     for (int i = 0; i < n && !closing_; i++) {
       auto* tag = static_cast<EpollTag*>(events[i].data.ptr);
       switch (tag->kind) {
@@ -66,7 +72,8 @@ void UdpWorker::run() {
           break;
       }
     }
-    expire(monotonic_ms());
+    flush_replies();
+    expire(now_ms_);
   }
   // A datagram proxy has nothing to drain: flows end with the proxy.
   while (UdpFlow* f = flows_.oldest()) close_flow(f);
@@ -294,15 +301,19 @@ void UdpWorker::send_queued(UdpFlow* f) {
 }
 
 void UdpWorker::read_flow(UdpFlow* f) {
-  const int lfd = engine_.listeners()[size_t(f->listener_index)].get();
+  // Replies are read straight into the reply batch, which flush_replies() sends once per round of
+  // events: one sendmmsg for the replies of many flows, instead of one per flow.
   for (int round = 0; round < 8; round++) {
-    for (int i = 0; i < kBatch; i++) {
-      in_iov_[i] = {buffers_.data() + size_t(i) * kDatagramMax, kDatagramMax};
-      in_[i].msg_hdr = msghdr{};
-      in_[i].msg_hdr.msg_iov = &in_iov_[i];
-      in_[i].msg_hdr.msg_iovlen = 1;
+    if (reply_count_ == kBatch) flush_replies();
+    const int room = kBatch - reply_count_;
+    for (int i = reply_count_; i < kBatch; i++) {
+      reply_iov_[i] = {reply_buffers_.data() + size_t(i) * kDatagramMax, kDatagramMax};
+      replies_[i].msg_hdr = msghdr{};
+      replies_[i].msg_hdr.msg_iov = &reply_iov_[i];
+      replies_[i].msg_hdr.msg_iovlen = 1;
     }
-    int n = recvmmsg(f->socket.get(), in_.data(), kBatch, MSG_DONTWAIT, nullptr);
+    int n = recvmmsg(f->socket.get(), &replies_[size_t(reply_count_)], unsigned(room),
+                     MSG_DONTWAIT, nullptr);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
       // ECONNREFUSED, EHOSTUNREACH…: an ICMP error from the target. The error is consumed by
@@ -312,21 +323,33 @@ void UdpWorker::read_flow(UdpFlow* f) {
     }
     if (n == 0) return;
     Counters::add(counters_.datagrams_from_upstreams, uint64_t(n));
-    for (int i = 0; i < n; i++) {
-      out_iov_[i] = {in_iov_[i].iov_base, in_[i].msg_len};
-      out_[i].msg_hdr = msghdr{};
-      out_[i].msg_hdr.msg_name = const_cast<sockaddr*>(f->key.load_balancer.sa());
-      out_[i].msg_hdr.msg_namelen = f->key.load_balancer.len;
-      out_[i].msg_hdr.msg_iov = &out_iov_[i];
-      out_[i].msg_hdr.msg_iovlen = 1;
+    for (int i = reply_count_; i < reply_count_ + n; i++) {
+      reply_iov_[i].iov_len = replies_[i].msg_len;
+      reply_to_[i] = f->key.load_balancer;
+      replies_[i].msg_hdr.msg_name = &reply_to_[i].storage;
+      replies_[i].msg_hdr.msg_namelen = f->key.load_balancer.len;
+      reply_listener_[i] = f->listener_index;
     }
-    int sent = sendmmsg(lfd, out_.data(), unsigned(n), MSG_DONTWAIT);
+    reply_count_ += n;
+    flows_.touch(f, now_ms_);
+    if (n < room) return;
+  }
+}
+
+void UdpWorker::flush_replies() {
+  int start = 0;
+  while (start < reply_count_) {
+    // A run of replies that leave through the same listening socket.
+    int end = start + 1;
+    while (end < reply_count_ && reply_listener_[end] == reply_listener_[start]) end++;
+    const int lfd = engine_.listeners()[size_t(reply_listener_[start])].get();
+    int sent = sendmmsg(lfd, &replies_[size_t(start)], unsigned(end - start), MSG_DONTWAIT);
     int ok = sent < 0 ? 0 : sent;
     Counters::add(counters_.datagrams_to_clients, uint64_t(ok));
-    Counters::add(counters_.datagrams_dropped, uint64_t(n - ok));
-    flows_.touch(f, monotonic_ms());
-    if (n < kBatch) return;
+    Counters::add(counters_.datagrams_dropped, uint64_t(end - start - ok));
+    start = end;
   }
+  reply_count_ = 0;
 }
 
 void UdpWorker::close_flow(UdpFlow* f) {

@@ -28,6 +28,7 @@ class UdpWorker : public WorkerThread {
   void stop_reading();
   void read_listener(int listener_index);
   void read_flow(UdpFlow* flow);
+  void flush_replies();
   void admit(UdpFlow* flow, const Decision& d);
   void send_queued(UdpFlow* flow);
   void close_flow(UdpFlow* flow);
@@ -49,6 +50,14 @@ class UdpWorker : public WorkerThread {
   std::vector<sockaddr_storage> in_addr_;
   std::vector<mmsghdr> out_;
   std::vector<iovec> out_iov_;
+  // Replies waiting for flush_replies(), with where each goes and through which listener.
+  std::vector<uint8_t> reply_buffers_;
+  std::vector<mmsghdr> replies_;
+  std::vector<iovec> reply_iov_;
+  std::vector<SockAddr> reply_to_;
+  std::vector<int> reply_listener_;
+  int reply_count_ = 0;
+  int64_t now_ms_ = 0;  // read once per round of events
 };
 
 }  // namespace mmproxy
