@@ -53,7 +53,7 @@ class FlowTable {
   // of it, and a busy flow costs a relink four times a second, not one per datagram.
   void touch(UdpFlow* flow, int64_t now_ms);
   static constexpr int64_t kRelinkMs = 250;
-  void remove(UdpFlow* flow);                      // closes its socket
+  void remove(UdpFlow* flow);  // closes its socket
   UdpFlow* oldest() const { return oldest_; }
   size_t size() const { return by_key_.size(); }
   void clear();

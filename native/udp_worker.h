@@ -29,6 +29,7 @@ class UdpWorker : public WorkerThread {
   void read_listener(int listener_index);
   void read_flow(UdpFlow* flow);
   void flush_replies();
+  void send_batch();
   void admit(UdpFlow* flow, const Decision& d);
   void send_queued(UdpFlow* flow);
   void close_flow(UdpFlow* flow);
@@ -50,6 +51,11 @@ class UdpWorker : public WorkerThread {
   std::vector<sockaddr_storage> in_addr_;
   std::vector<mmsghdr> out_;
   std::vector<iovec> out_iov_;
+  struct Send {
+    UdpFlow* flow;
+    iovec payload;
+  };
+  std::vector<Send> sends_;  // this batch's payloads for admitted flows
   // Replies waiting for flush_replies(), with where each goes and through which listener.
   std::vector<uint8_t> reply_buffers_;
   std::vector<mmsghdr> replies_;
