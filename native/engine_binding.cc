@@ -71,6 +71,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       Napi::Error::New(env, "Engine.listen() may be called once").ThrowAsJavaScriptException();
       return env.Undefined();
     }
+    // Held until the thread-safe function's finalizer runs, which touches this object: also
+    // when listen() fails below and the function is released at once.
+    self_ = Napi::Persistent(Value());
     tsfn_ = Napi::ThreadSafeFunction::New(env, on_batch_.Value(), "mmproxy-native engine", 0, 1,
                                           [this](Napi::Env) { self_.Reset(); });
     engine_->outbox().set_notify([this] {
@@ -85,7 +88,6 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       return env.Undefined();
     }
     listening_ = true;
-    self_ = Napi::Persistent(Value());
     cleanup_ = env.AddCleanupHook(std::function<void()>([this] { engine_->close(0); }));
     has_cleanup_ = true;
     return endpoint_to_js(env, engine_->local_address());
