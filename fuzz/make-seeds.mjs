@@ -12,7 +12,13 @@ const { encodeHeader, TLV_TYPE } = await import(pathToFileURL(path.resolve(codec
 
 const ep = (address, port) => ({ address, port });
 const base = (command, protocol, source, destination, tlvs = [], extra = {}) => ({
-  version: 2, command, protocol, source, destination, tlvs, ...extra,
+  version: 2,
+  command,
+  protocol,
+  source,
+  destination,
+  tlvs,
+  ...extra,
 });
 const headers = [];
 const v1 = (h) => headers.push(encodeHeader({ ...h, version: 1 }, { version: 1 }));
@@ -21,8 +27,14 @@ const v2 = (h, crc32c = false) => headers.push(encodeHeader(h, { version: 2, crc
 v1(base('PROXY', 'TCP4', ep('192.0.2.1', 51000), ep('127.0.0.1', 443)));
 v1(base('PROXY', 'TCP6', ep('2001:db8::1', 51000), ep('::1', 443)));
 v1(base('PROXY', 'TCP4', ep('255.255.255.255', 65535), ep('255.255.255.255', 65535)));
-v1(base('PROXY', 'TCP6', ep('ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff', 65535),
-  ep('ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff', 65535)));
+v1(
+  base(
+    'PROXY',
+    'TCP6',
+    ep('ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff', 65535),
+    ep('ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff', 65535),
+  ),
+);
 headers.push(Buffer.from('PROXY UNKNOWN\r\n'));
 for (const [p, s, d] of [
   ['TCP4', ep('192.0.2.1', 1), ep('127.0.0.1', 2)],
@@ -38,10 +50,22 @@ for (const [p, s, d] of [
 v2(base('LOCAL', 'UNKNOWN', null, null));
 v2(base('LOCAL', 'UDP4', null, null));
 v2(base('PROXY', 'UNKNOWN', null, null));
-v2(base('PROXY', 'TCP4', ep('192.0.2.1', 1), ep('127.0.0.1', 2), [], {
-  alpn: 'h2', authority: 'example.com', uniqueId: Buffer.alloc(16, 1), netns: 'blue',
-  ssl: { client: 7, verify: 0, version: 'TLSv1.3', cn: 'client', cipher: 'TLS_AES_128_GCM_SHA256' },
-}), true);
+v2(
+  base('PROXY', 'TCP4', ep('192.0.2.1', 1), ep('127.0.0.1', 2), [], {
+    alpn: 'h2',
+    authority: 'example.com',
+    uniqueId: Buffer.alloc(16, 1),
+    netns: 'blue',
+    ssl: {
+      client: 7,
+      verify: 0,
+      version: 'TLSv1.3',
+      cn: 'client',
+      cipher: 'TLS_AES_128_GCM_SHA256',
+    },
+  }),
+  true,
+);
 
 const dir = path.join(here, 'corpus', 'framing');
 mkdirSync(dir, { recursive: true });
