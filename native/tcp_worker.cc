@@ -212,7 +212,7 @@ void TcpWorker::accept_from(int listener_index) {
   }
 }
 
-void TcpWorker::read_header(TcpSession* s) {
+void TcpWorker::read_header(TcpSession* s, bool peer_closed) {
   if (s->state() != SessionState::kHeader) return;
   const int fd = s->client_fd();
   ssize_t n = recv(fd, scratch_.data(), kFirstPeek, MSG_PEEK);
@@ -228,13 +228,25 @@ void TcpWorker::read_header(TcpSession* s) {
   }
   size_t length = 0;
   Framing f = frame_header(scratch_.data(), size_t(n), &length);
-  if (f == Framing::kNeedMore) return;
+  if (f == Framing::kNeedMore) {
+    // MSG_PEEK keeps returning the partial header after a FIN, never 0: end it now rather than
+    // holding the descriptor until the header timeout.
+    if (peer_closed) finish(s, false, false);
+    return;
+  }
   size_t take = size_t(n);
   if (f == Framing::kComplete) {
     if (length > size_t(n)) {
-      if (size_t(n) < kFirstPeek) return;  // the rest has not arrived yet
+      // The rest has not arrived yet (and never will after a FIN).
+      if (size_t(n) < kFirstPeek) {
+        if (peer_closed) finish(s, false, false);
+        return;
+      }
       n = recv(fd, scratch_.data(), length, MSG_PEEK);
-      if (n < 0 || size_t(n) < length) return;  // wait for more (errors show on the next read)
+      if (n < 0 || size_t(n) < length) {
+        if (peer_closed) finish(s, false, false);
+        return;  // wait for more (errors show on the next read)
+      }
     }
     // Consume exactly the header: the payload behind it stays in the kernel for splice().
     n = recv(fd, scratch_.data(), length, 0);
@@ -331,7 +343,7 @@ void TcpWorker::on_session_event(TcpSession* s, bool upstream_side, uint32_t eve
     case SessionState::kPending:
       return;  // a pending session's socket is looked at again once it is admitted
     case SessionState::kHeader:
-      if (!upstream_side) read_header(s);
+      if (!upstream_side) read_header(s, events & (EPOLLRDHUP | EPOLLHUP));
       return;
     case SessionState::kConnecting:
       if (upstream_side) {

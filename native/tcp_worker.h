@@ -33,7 +33,8 @@ class TcpWorker : public WorkerThread {
   void handle_inbox();
   void stop_accepting();
   void accept_from(int listener_index);
-  void read_header(TcpSession* s);
+  // peer_closed: the client has sent its FIN, so an incomplete header will stay incomplete.
+  void read_header(TcpSession* s, bool peer_closed = false);
   void admit(TcpSession* s, const Decision& d);
   void on_session_event(TcpSession* s, bool upstream_side, uint32_t events);
   void pump(TcpSession* s);

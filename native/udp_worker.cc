@@ -158,7 +158,7 @@ void UdpWorker::read_listener(int li) {
         flow->last_active_ms = now;
         flow->tag.kind = EpollTag::kFlow;
         flow->tag.object = flow.get();
-        if (pending_bytes_ + len <= kPendingBytesLimit) {
+        if (pending_bytes_ + (len - h.length) <= kPendingBytesLimit) {
           flow->queue.emplace_back(data + h.length, data + len);
           pending_bytes_ += len - h.length;
         } else {
@@ -180,7 +180,7 @@ void UdpWorker::read_listener(int li) {
       if (f->state == UdpFlow::State::kAdmitted) {
         sends_.push_back({f, {const_cast<uint8_t*>(data) + h.length, len - h.length}});
       } else if (f->state == UdpFlow::State::kPending && f->queue.size() < kPendingQueueLimit &&
-                 pending_bytes_ + len <= kPendingBytesLimit) {
+                 pending_bytes_ + (len - h.length) <= kPendingBytesLimit) {
         f->queue.emplace_back(data + h.length, data + len);
         pending_bytes_ += len - h.length;
       } else {
