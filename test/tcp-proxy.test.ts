@@ -222,6 +222,15 @@ describe('framing', () => {
     assert.equal(proxy.stats().rejected.headerTimeout, timeoutsBefore + 1);
   });
 
+  test('a client that sends part of a header and then its FIN is closed at once', async () => {
+    const socket = await connectAndSend(port, ['PROXY TCP4 192.0.2.1']);
+    const started = Date.now();
+    socket.end();
+    await ending(socket);
+    const took = Date.now() - started;
+    assert.ok(took < 200, `closed after ${took} ms, not at once`);
+  });
+
   test('garbage is refused as soon as it cannot be a header', async () => {
     const rejects: RejectInfo[] = [];
     const listener = (r: RejectInfo) => rejects.push(r);
