@@ -2,55 +2,32 @@
  * modes, compiled by bench/tcp.ts (cc -O2) and run pinned to one core.
  *
  *   loadgen echo   PORT                          echo server on 127.0.0.1:PORT until SIGTERM
- *   loadgen stream PORT CONNS SECONDS HDR BASE   CONNS connections push "PING\r\n"... and read the
- * echo loadgen cps    PORT CONC  SECONDS HDR BASE   CONC at a time: connect, header + PING, echo,
- * close loadgen idle   PORT N     SECONDS HDR BASE   open N connections (one PING each), hold them
+ *   loadgen stream PORT CONNS SECONDS HDR BASE   CONNS conns send "PING\r\n"... and read the echo
+ *   loadgen cps    PORT CONC  SECONDS HDR BASE   CONC at once: connect, header + PING, echo, close
+ *   loadgen idle   PORT N     SECONDS HDR BASE   open N connections (one PING each), hold them
  *
  * HDR=1 puts a PROXY v1 header before the first byte (HDR=0 for the direct, header-less case).
- * The header's source for connection number BASE+i rotates over 762 documentation addresses
- * (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24) and then ports from 1024 up, so no two
+ * The header's source for connection number BASE+i is client_of(BASE+i) (bench_common.h), so no two
  * connections of one bench run name the same client 4-tuple toward the upstream.
  * stream and cps print "measuring" when their measured window starts and one line of JSON when
  * done; idle prints its JSON line once its connections are open, then holds them until SIGTERM,
  * stdin EOF or SECONDS. Only loopback (127.0.0.1) is ever connected to.
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <errno.h>
+#define BENCH_PROG "loadgen"
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "bench_common.h"
 
 #define MAX_EVENTS 256
 #define PING "PING\r\n"
 #define PING_LEN 6
-
-static volatile sig_atomic_t stop_flag = 0;
-static void on_signal(int sig) {
-  (void)sig;
-  stop_flag = 1;
-}
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void die(const char* what) {
-  fprintf(stderr, "loadgen: %s: %s\n", what, strerror(errno));
-  exit(1);
-}
 
 static void raise_nofile(void) {
   struct rlimit rl;
@@ -67,21 +44,11 @@ static double cpu_seconds(void) {
          ru.ru_stime.tv_usec * 1e-6;
 }
 
-static struct sockaddr_in loopback(int port) {
-  struct sockaddr_in a;
-  memset(&a, 0, sizeof a);
-  a.sin_family = AF_INET;
-  a.sin_port = htons((uint16_t)port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  return a;
-}
-
 /* The PROXY v1 header for connection number idx; returns its length. */
 static int make_header(char* out, size_t cap, uint64_t idx) {
-  static const char* nets[3] = {"192.0.2", "198.51.100", "203.0.113"};
-  unsigned host = 1 + (unsigned)((idx / 3) % 254);
-  unsigned port = 1024 + (unsigned)((idx / 762) % 64512);
-  return snprintf(out, cap, "PROXY TCP4 %s.%u 127.0.0.1 %u 8443\r\n", nets[idx % 3], host, port);
+  struct client c = client_of(idx);
+  return snprintf(out, cap, "PROXY TCP4 %u.%u.%u.%u 127.0.0.1 %u 8443\r\n", c.net[0], c.net[1],
+                  c.net[2], c.host, c.port);
 }
 
 static void set_nodelay(int fd) {
@@ -518,11 +485,7 @@ static int run_idle(int port, int total, double secs, int hdr, uint64_t base) {
 
 int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_signal;
-  sigaction(SIGTERM, &sa, NULL);
-  sigaction(SIGINT, &sa, NULL);
+  catch_stop_signals();
   raise_nofile();
   if (argc >= 3 && strcmp(argv[1], "echo") == 0) return run_echo(atoi(argv[2]));
   if (argc >= 7) {

@@ -10,19 +10,49 @@
 //
 //   node dist/bench/tcp.js [--rounds 3] [--seconds 3] [--latency-seconds 2] [--idle 10000]
 //                          [--only direct,mmproxy-native,go-mmproxy,haproxy] [--tests stream,cps,latency,idle]
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import {
+  announce,
+  clientBase,
+  type Contender as BaseContender,
+  contenders as pick,
+  contextSwitches,
+  cpuMeter,
+  cpuSeconds,
+  cpuTime,
+  debVersion,
+  GEN_CPU,
+  generate,
+  has,
+  main,
+  median,
+  memory,
+  NATIVE_VERSION,
+  nofileLimit,
+  printTargets,
+  PROXY_CPU,
+  ratio,
+  record,
+  roundOrder,
+  type Samples as SamplesOf,
+  SCRATCH,
+  setUpNamespace,
+  sleep,
+  startEcho,
+  type Started,
+  startGoMmproxy,
+  startNative,
+  startServer,
+  stopServer,
+  table as markdownTable,
+  targetChecks,
+  versionOf,
+  writeResults,
+} from './harness.js';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const INSIDE_ENV = 'MMPROXY_BENCH_INSIDE_NS';
 const PORTS = { echo: 9000, 'mmproxy-native': 9001, 'go-mmproxy': 9002, haproxy: 9003 } as const;
-const GEN_CPU = '0';
-const PROXY_CPU = '1';
 const STREAM_CONNECTIONS = 50;
 const CPS_CONCURRENCY = 50;
 const NOFILE = 262144;
@@ -48,152 +78,6 @@ const IDLE_CONNECTIONS = Number(args.idle);
 const ONLY = new Set(args.only.split(',').map((s) => s.trim()));
 const TESTS = new Set(args.tests.split(',').map((s) => s.trim()));
 
-/** The package root: the nearest directory above this file that holds package.json. */
-function packageRoot(): string {
-  for (let dir = HERE; ; dir = path.dirname(dir)) {
-    if (existsSync(path.join(dir, 'package.json'))) return dir;
-    if (path.dirname(dir) === dir) throw new Error(`no package.json above ${HERE}`);
-  }
-}
-const ROOT = packageRoot();
-const SCRATCH = path.join(ROOT, 'build', 'bench');
-const LOADGEN = path.join(SCRATCH, 'loadgen');
-
-function has(command: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function median(xs: number[]): number {
-  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (v.length === 0) return NaN;
-  const mid = v.length >> 1;
-  return v.length % 2 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Outside the namespace: compile the generator, find or install the peers, re-run inside.
-
-function outside(): number {
-  mkdirSync(SCRATCH, { recursive: true });
-  const src = path.join(ROOT, 'bench', 'loadgen.c');
-  execFileSync('cc', ['-O2', '-Wall', '-o', LOADGEN, src], { stdio: 'inherit' });
-
-  if (ONLY.has('go-mmproxy') && !has('go-mmproxy')) {
-    if (process.getuid?.() === 0 && has('apt-get')) {
-      console.log('go-mmproxy is missing: installing it (apt-get install -y go-mmproxy)…');
-      spawnSync('apt-get', ['install', '-y', '-qq', 'go-mmproxy'], {
-        stdio: 'inherit',
-        timeout: 300_000,
-        env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
-      });
-    }
-  }
-  for (const cmd of ['unshare', 'ip', 'taskset']) {
-    if (!has(cmd)) {
-      console.error(`${cmd} is missing (util-linux / iproute2); the bench needs it`);
-      return 1;
-    }
-  }
-  if (os.availableParallelism() < 2) {
-    console.error('the bench pins the generator and the proxy to two different CPUs: it needs 2');
-    return 1;
-  }
-  // The 10,000-idle-connection test needs more fds than most defaults; only root can raise the hard limit.
-  const raise = ['prlimit', `--nofile=${NOFILE}:${NOFILE}`, '--'];
-  const wrap =
-    spawnSync(raise[0]!, [...raise.slice(1), 'true'], { stdio: 'ignore' }).status === 0
-      ? raise
-      : [];
-  const argv = [
-    ...wrap,
-    'unshare',
-    '--user',
-    '--map-root-user',
-    '--net',
-    '--',
-    process.execPath,
-    fileURLToPath(import.meta.url),
-    ...process.argv.slice(2),
-  ];
-  const r = spawnSync(argv[0]!, argv.slice(1), {
-    stdio: 'inherit',
-    env: { ...process.env, [INSIDE_ENV]: '1' },
-  });
-  return r.status ?? 1;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Inside the namespace.
-
-function sh(command: string, args: string[], quiet = false): boolean {
-  const r = spawnSync(command, args, {
-    stdio: quiet ? 'ignore' : ['ignore', 'inherit', 'inherit'],
-  });
-  return r.status === 0;
-}
-
-function setUpNamespace(): void {
-  if (!sh('ip', ['link', 'set', 'lo', 'up'])) throw new Error('ip link set lo up failed');
-  sh('ip', ['rule', 'add', 'from', '127.0.0.1/8', 'iif', 'lo', 'table', '123']);
-  sh('ip', ['route', 'add', 'local', '0.0.0.0/0', 'dev', 'lo', 'table', '123']);
-  // Many short connections in a few seconds: a wide ephemeral range, TIME_WAIT reuse on loopback.
-  for (const [key, value] of [
-    ['net/ipv4/ip_local_port_range', '1024 65000'],
-    ['net/ipv4/tcp_tw_reuse', '1'],
-    ['net/core/somaxconn', '65535'],
-    ['net/ipv4/tcp_max_syn_backlog', '65535'],
-  ] as const) {
-    try {
-      writeFileSync(`/proc/sys/${key}`, value);
-    } catch {
-      // Not writable here: the defaults only make the connection tests noisier.
-    }
-  }
-}
-
-/** The fd limit this process (and what it starts) has. */
-function nofileLimit(): number {
-  const line = readFileSync('/proc/self/limits', 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith('Max open files'));
-  const hard = line?.trim().split(/\s+/)[4];
-  return hard === 'unlimited' ? Infinity : Number(hard ?? 1024);
-}
-
-const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
-
-/** CPU time of a process, all its threads, in seconds: user, system, and their sum. */
-function cpuTime(pid: number): { user: number; sys: number; total: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const user = Number(fields[11]) / CLK_TCK;
-  const sys = Number(fields[12]) / CLK_TCK;
-  return { user, sys, total: user + sys };
-}
-
-function cpuSeconds(pid: number): number {
-  return cpuTime(pid).total;
-}
-
-/** Context switches (voluntary + not) of all of a process's threads: how often it slept and woke. */
-function contextSwitches(pid: number): number {
-  let sum = 0;
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      const status = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
-      for (const m of status.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)/gm))
-        sum += Number(m[1]);
-    } catch {
-      // The thread ended meanwhile.
-    }
-  }
-  return sum;
-}
-
 /** TCP segments sent in this namespace so far (all sockets, ACKs included), from /proc/net/snmp. */
 function tcpOutSegments(): number {
   const lines = readFileSync('/proc/net/snmp', 'utf8')
@@ -202,128 +86,6 @@ function tcpOutSegments(): number {
   const names = lines[0]?.split(/\s+/) ?? [];
   const values = lines[1]?.split(/\s+/) ?? [];
   return Number(values[names.indexOf('OutSegs')]);
-}
-
-/** Busy and total jiffies of one CPU, from /proc/stat. */
-function cpuTimes(cpu: string): { busy: number; total: number } {
-  const line = readFileSync('/proc/stat', 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith(`cpu${cpu} `));
-  const f = (line ?? '').trim().split(/\s+/).slice(1).map(Number);
-  const total = f.reduce((a, b) => a + b, 0);
-  const idle = (f[3] ?? 0) + (f[4] ?? 0); // idle + iowait
-  return { busy: total - idle, total };
-}
-
-/** How busy the generator's CPU is between start() and the returned function's call (0..1). */
-function genCpuMeter(): { start: () => void; stop: () => number } {
-  let t0 = cpuTimes(GEN_CPU);
-  return {
-    start: () => void (t0 = cpuTimes(GEN_CPU)),
-    stop: () => {
-      const t1 = cpuTimes(GEN_CPU);
-      return (t1.busy - t0.busy) / Math.max(1, t1.total - t0.total);
-    },
-  };
-}
-
-/** VmRSS and VmHWM (peak) of a process, in MiB. */
-function memory(pid: number): { rss: number; peak: number } {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kib = (key: string): number =>
-    Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? NaN);
-  return { rss: kib('VmRSS') / 1024, peak: kib('VmHWM') / 1024 };
-}
-
-/** Whether something listens on 127.0.0.1:port (read from /proc/net/tcp, without connecting). */
-function listening(port: number): boolean {
-  const hex = port.toString(16).toUpperCase().padStart(4, '0');
-  return readFileSync('/proc/net/tcp', 'utf8')
-    .split('\n')
-    .some((l) => {
-      const f = l.trim().split(/\s+/);
-      return f[1]?.endsWith(`:${hex}`) && f[3] === '0A';
-    });
-}
-
-interface Started {
-  child: ChildProcess;
-  pid: number;
-  output: () => string;
-}
-
-/** Starts a long-running process pinned to `cpu`; resolves once `port` is listening. */
-async function startServer(
-  cpu: string,
-  command: string,
-  argv: string[],
-  port: number,
-): Promise<Started> {
-  const child = spawn('taskset', ['-c', cpu, command, ...argv], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-4000)));
-  child.stderr!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-4000)));
-  const deadline = Date.now() + 15_000;
-  while (!listening(port)) {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`${command} exited (${child.exitCode ?? child.signalCode}): ${out.trim()}`);
-    }
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`${command} did not listen on ${port} within 15 s: ${out.trim()}`);
-    }
-    await sleep(50);
-  }
-  return { child, pid: child.pid!, output: () => out };
-}
-
-async function stopServer(s: Started): Promise<void> {
-  if (s.child.exitCode !== null || s.child.signalCode !== null) return;
-  s.child.kill('SIGTERM');
-  const timer = setTimeout(() => s.child.kill('SIGKILL'), 3000);
-  await new Promise((resolve) => s.child.once('exit', resolve));
-  clearTimeout(timer);
-}
-
-interface GenResult {
-  [key: string]: number | string;
-}
-
-/**
- * Runs the load generator pinned to CPU 0 and returns its JSON line. `onMeasuring` runs when the
- * measured window starts; `onLine` when the JSON line arrives (before the generator is told to stop).
- * Killed if it outlives `timeoutMs`.
- */
-async function generate(
-  argv: string[],
-  timeoutMs: number,
-  hooks: { onMeasuring?: () => void; onResult?: (r: GenResult) => Promise<void> } = {},
-): Promise<GenResult> {
-  const child = spawn('taskset', ['-c', GEN_CPU, LOADGEN, ...argv], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  let err = '';
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  const exited = new Promise<number | null>((resolve) =>
-    child.once('exit', (code) => resolve(code)),
-  );
-  let result: GenResult | null = null;
-  for await (const line of createInterface({ input: child.stdout })) {
-    if (line === 'measuring') hooks.onMeasuring?.();
-    else if (line.startsWith('{')) {
-      result = JSON.parse(line) as GenResult;
-      await hooks.onResult?.(result);
-      child.stdin.end();
-    }
-  }
-  child.stdin.destroy();
-  const code = await exited;
-  clearTimeout(timer);
-  if (!result) throw new Error(`loadgen ${argv.join(' ')} failed (${code}): ${err.trim()}`);
-  return result;
 }
 
 /** Samples a process's RSS every 200 ms until stopped; returns the largest, in MiB. */
@@ -343,13 +105,8 @@ function rssSampler(pid: number | undefined): () => number {
   };
 }
 
-interface Contender {
-  name: Name;
-  port: number;
-  header: boolean;
+interface Contender extends BaseContender<Name> {
   server?: Started;
-  version?: string;
-  skipped?: string;
   died?: string;
 }
 
@@ -378,22 +135,7 @@ type Metric =
   | 'kibPerIdleConn'
   | 'errors';
 
-type Samples = Map<Name, Map<Metric, number[]>>;
-
-function record(samples: Samples, name: Name, metric: Metric, value: number): void {
-  let m = samples.get(name);
-  if (!m) samples.set(name, (m = new Map()));
-  let list = m.get(metric);
-  if (!list) m.set(metric, (list = []));
-  list.push(value);
-}
-
-let nextClient = 0; // index of the next client 4-tuple a header names (never reused in one run)
-function clientBase(count: number): string {
-  const base = nextClient;
-  nextClient += count + 1000;
-  return String(base);
-}
+type Samples = SamplesOf<Name, Metric>;
 
 /** False (with a warning, once) when the contender's proxy process has died. */
 function alive(c: Contender): boolean {
@@ -414,8 +156,9 @@ async function streamRun(c: Contender, samples: Samples): Promise<void> {
   let seg0 = 0;
   let cs0 = 0;
   const stopRss = rssSampler(pid);
-  const gen = genCpuMeter();
+  const gen = cpuMeter(GEN_CPU);
   const r = await generate(
+    'loadgen',
     [
       'stream',
       String(c.port),
@@ -479,9 +222,10 @@ async function cpsRun(
   let user0 = NaN;
   let cs0 = 0;
   const stopRss = rssSampler(pid);
-  const gen = genCpuMeter();
+  const gen = cpuMeter(GEN_CPU);
   // Never more than ~40k connections a second here: reserve that many client 4-tuples.
   const r = await generate(
+    'loadgen',
     [
       'cps',
       String(c.port),
@@ -541,6 +285,7 @@ async function idleRun(c: Contender, samples: Samples, count: number): Promise<v
   await sleep(500);
   const fresh = memory(pid).rss;
   await generate(
+    'loadgen',
     ['idle', String(c.port), String(count), '60', c.header ? '1' : '0', clientBase(count)],
     90_000,
     {
@@ -585,52 +330,23 @@ function haproxyConfig(): string {
   return file;
 }
 
-function versionOf(command: string, argv: string[]): string {
-  const r = spawnSync(command, argv, { encoding: 'utf8' });
-  return `${r.stdout ?? ''}${r.stderr ?? ''}`.split('\n')[0]?.trim() ?? '';
-}
-
-function debVersion(pkg: string): string {
-  const r = spawnSync('dpkg-query', ['-W', '-f', '${Version}', pkg], { encoding: 'utf8' });
-  return r.status === 0 ? r.stdout.trim() : '';
-}
-
 async function startContender(c: Contender): Promise<void> {
-  const echo = `127.0.0.1:${PORTS.echo}`;
   try {
     if (c.name === 'mmproxy-native') {
-      const script = path.join(HERE, 'proxy-server.js');
-      if (!existsSync(script)) throw new Error(`${script} is missing: run npm run build`);
-      c.server = await startServer(
-        PROXY_CPU,
-        process.execPath,
-        [
-          script,
-          '--listen',
-          `127.0.0.1:${c.port}`,
-          '--target4',
-          echo,
-          '--target6',
-          `[::1]:${PORTS.echo}`,
-          '--workers',
-          '1',
-        ],
-        c.port,
-      );
-      c.version = `node ${process.version}, workers: 1`;
+      c.server = await startNative('tcp', c.port, PORTS.echo);
+      c.version = NATIVE_VERSION;
     } else if (c.name === 'go-mmproxy') {
-      if (!has('go-mmproxy'))
-        throw new Error('go-mmproxy is not installed: apt-get install -y go-mmproxy');
-      c.server = await startServer(
-        PROXY_CPU,
-        'go-mmproxy',
-        ['-l', `127.0.0.1:${c.port}`, '-4', echo, '-6', `[::1]:${PORTS.echo}`, '-v', '0'],
-        c.port,
-      );
+      c.server = await startGoMmproxy('tcp', c.port, PORTS.echo);
       c.version = `Debian go-mmproxy ${debVersion('go-mmproxy')}`;
     } else if (c.name === 'haproxy') {
       if (!has('haproxy')) throw new Error('HAProxy is not installed: apt-get install -y haproxy');
-      c.server = await startServer(PROXY_CPU, 'haproxy', ['-db', '-f', haproxyConfig()], c.port);
+      c.server = await startServer(
+        PROXY_CPU,
+        'haproxy',
+        ['-db', '-f', haproxyConfig()],
+        c.port,
+        'tcp',
+      );
       c.version = `${versionOf('haproxy', ['-v']).replace(/ - https.*/, '')}, nbthread 1, splice-auto`;
     }
   } catch (e) {
@@ -640,10 +356,6 @@ async function startContender(c: Contender): Promise<void> {
 
 // ---------------------------------------------------------------------------------------------
 // The table.
-
-const fmt = (x: number, digits: number): string => (Number.isFinite(x) ? x.toFixed(digits) : '—');
-const ratio = (a: number, b: number): string =>
-  Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? `${(a / b).toFixed(2)}×` : '—';
 
 const ROWS: { metric: Metric; label: string; digits: number }[] = [
   { metric: 'streamGbps', label: `stream ⇅ Gbps (${STREAM_CONNECTIONS} conns)`, digits: 2 },
@@ -676,55 +388,25 @@ const ROWS: { metric: Metric; label: string; digits: number }[] = [
 ];
 
 function table(contenders: Contender[], samples: Samples): string {
-  const live = contenders.filter((c) => !c.skipped);
-  const value = (name: Name, metric: Metric): number => {
-    const list = samples.get(name)?.get(metric) ?? [];
-    if (metric === 'errors') return list.length ? list.reduce((a, b) => a + b, 0) : NaN;
-    if (metric === 'rssLoad' || metric === 'rssPeak') return list.length ? Math.max(...list) : NaN;
+  const value = (name: Name, row: { metric: Metric }): number => {
+    const list = samples.get(name)?.get(row.metric) ?? [];
+    if (row.metric === 'errors') return list.length ? list.reduce((a, b) => a + b, 0) : NaN;
+    if (row.metric === 'rssLoad' || row.metric === 'rssPeak')
+      return list.length ? Math.max(...list) : NaN;
     return median(list);
   };
-  const native = live.some((c) => c.name === 'mmproxy-native');
-  const others: Name[] = (['go-mmproxy', 'direct', 'haproxy'] as const).filter((n) =>
-    live.some((c) => c.name === n),
+  return markdownTable(
+    contenders,
+    ['go-mmproxy', 'direct', 'haproxy'],
+    ROWS,
+    value,
+    (row) => row.metric !== 'errors',
   );
-  const head = [
-    'metric (median of rounds)',
-    ...live.map((c) => c.name),
-    ...(native ? others.map((o) => `native ÷ ${o}`) : []),
-  ];
-  const lines = [
-    `| ${head.join(' | ')} |`,
-    `|${head.map((_, i) => (i ? '---:' : '---')).join('|')}|`,
-  ];
-  for (const row of ROWS) {
-    const cells = live.map((c) => fmt(value(c.name, row.metric), row.digits));
-    const ratios = native
-      ? others.map((o) =>
-          row.metric === 'errors'
-            ? ''
-            : ratio(value('mmproxy-native', row.metric), value(o, row.metric)),
-        )
-      : [];
-    lines.push(`| ${row.label} | ${[...cells, ...ratios].join(' | ')} |`);
-  }
-  return lines.join('\n');
 }
 
 function targets(samples: Samples): string[] {
   const v = (n: Name, m: Metric): number => median(samples.get(n)?.get(m) ?? []);
-  const out: string[] = [];
-  const check = (
-    label: string,
-    got: number,
-    want: number,
-    higherIsBetter: boolean,
-    ratioText: string,
-  ): void => {
-    if (!Number.isFinite(got) || !Number.isFinite(want))
-      return void out.push(`- ${label}: not measured`);
-    const ok = higherIsBetter ? got >= want : got <= want;
-    out.push(`- ${ok ? 'MET ' : 'MISS'} ${label}: ${ratioText}`);
-  };
+  const { check, lines } = targetChecks();
   const n = 'mmproxy-native';
   check(
     'stream ⇅ ≥ 0.95 × direct',
@@ -768,11 +450,17 @@ function targets(samples: Samples): string[] {
     false,
     ratio(v(n, 'rssIdleConns'), v('go-mmproxy', 'rssIdleConns')),
   );
-  return out;
+  return lines;
 }
 
 async function inside(): Promise<number> {
-  setUpNamespace();
+  // Many short connections in a few seconds: a wide ephemeral range, TIME_WAIT reuse on loopback.
+  setUpNamespace([
+    ['net/ipv4/ip_local_port_range', '1024 65000'],
+    ['net/ipv4/tcp_tw_reuse', '1'],
+    ['net/core/somaxconn', '65535'],
+    ['net/ipv4/tcp_max_syn_backlog', '65535'],
+  ]);
   const fdLimit = nofileLimit();
   // A proxied idle connection costs the generator 1 fd, the echo 1 and the proxy 2 sockets and, for
   // go-mmproxy (a pipe per blocked splice), 2 pipes too: 6 fds. Keep the count a round number that
@@ -781,19 +469,12 @@ async function inside(): Promise<number> {
     0,
     Math.min(IDLE_CONNECTIONS, Math.floor((fdLimit - 1000) / 6 / 1000) * 1000),
   );
-  const machine = `${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.availableParallelism()} CPUs, Linux ${os.release()}, ${Math.round(os.totalmem() / 2 ** 30)} GiB`;
-  console.log(`machine: ${machine}`);
-  console.log(
-    `runs: ${ROUNDS} rounds, contenders alternated; stream ${SECONDS} s (+0.5 s warm-up), conn/s ${SECONDS} s, latency ${LATENCY_SECONDS} s; ` +
-      `generator + echo on CPU ${GEN_CPU}, proxy on CPU ${PROXY_CPU}`,
+  const machine = announce(
+    `${ROUNDS} rounds, contenders alternated; stream ${SECONDS} s (+0.5 s warm-up), conn/s ${SECONDS} s, latency ${LATENCY_SECONDS} s`,
   );
 
-  const echo = await startServer(GEN_CPU, LOADGEN, ['echo', String(PORTS.echo)], PORTS.echo);
-  const contenders: Contender[] = ALL.filter((n) => ONLY.has(n)).map((name) => ({
-    name,
-    port: name === 'direct' ? PORTS.echo : PORTS[name],
-    header: name !== 'direct',
-  }));
+  const echo = await startEcho('loadgen', PORTS.echo, 'tcp');
+  const contenders: Contender[] = pick(ALL, ONLY, PORTS);
   const samples: Samples = new Map();
   try {
     for (const c of contenders) {
@@ -807,8 +488,7 @@ async function inside(): Promise<number> {
     }
     const live = contenders.filter((c) => !c.skipped);
     for (let round = 0; round < ROUNDS; round++) {
-      const order = live.map((_, i) => live[(i + round) % live.length]!);
-      console.log(`round ${round + 1}/${ROUNDS}: ${order.map((c) => c.name).join(', ')}`);
+      const order = roundOrder(live, round, ROUNDS);
       if (TESTS.has('stream')) for (const c of order) if (alive(c)) await streamRun(c, samples);
       if (TESTS.has('cps'))
         for (const c of order) if (alive(c)) await cpsRun(c, samples, CPS_CONCURRENCY, SECONDS);
@@ -837,34 +517,27 @@ async function inside(): Promise<number> {
   console.log(table(contenders, samples));
   console.log(`N idle connections = ${idleCount}`);
   console.log('');
-  console.log('Targets (issue 4), mmproxy-native in this run:');
-  for (const line of targets(samples)) console.log(line);
-  for (const c of contenders) if (c.skipped) console.log(`(${c.name} skipped: ${c.skipped})`);
+  printTargets(4, targets(samples), contenders);
   for (const c of contenders)
     if (c.died) console.log(`(${c.name} ${c.died}; its figures are partial)`);
 
-  const json = path.join(SCRATCH, 'tcp-results.json');
-  writeFileSync(
-    json,
-    JSON.stringify(
-      {
-        machine,
-        date: new Date().toISOString(),
-        rounds: ROUNDS,
-        seconds: SECONDS,
-        contenders: contenders.map((c) => ({
-          name: c.name,
-          version: c.version,
-          skipped: c.skipped,
-        })),
-        samples: Object.fromEntries([...samples].map(([n, m]) => [n, Object.fromEntries(m)])),
-      },
-      null,
-      1,
-    ),
+  writeResults(
+    'tcp-results.json',
+    machine,
+    {
+      rounds: ROUNDS,
+      seconds: SECONDS,
+      contenders: contenders.map((c) => ({ name: c.name, version: c.version, skipped: c.skipped })),
+    },
+    samples,
   );
-  console.log(`\nraw samples: ${path.relative(process.cwd(), json)}`);
   return 0;
 }
 
-process.exitCode = process.env[INSIDE_ENV] === '1' ? await inside() : outside();
+process.exitCode = await main({
+  generator: 'loadgen',
+  goMmproxy: ONLY.has('go-mmproxy'),
+  // The 10,000-idle-connection test needs more fds than most defaults.
+  nofile: NOFILE,
+  inside,
+});

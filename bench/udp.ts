@@ -11,19 +11,41 @@
 //
 //   node dist/bench/udp.js [--rounds 3] [--seconds 3] [--window 128] [--clients 64,10000]
 //                          [--new 15000] [--only direct,mmproxy-native,go-mmproxy]
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import {
+  announce,
+  clientBase,
+  type Contender,
+  contenders as pick,
+  cpuMeter,
+  cpuSeconds,
+  debVersion,
+  GEN_CPU,
+  generate,
+  type GenResult,
+  main,
+  median,
+  NATIVE_VERSION,
+  nofileLimit,
+  printTargets,
+  PROXY_CPU,
+  ratio,
+  record,
+  roundOrder,
+  type Samples as SamplesOf,
+  setUpNamespace,
+  sleep,
+  startEcho,
+  type Started,
+  startGoMmproxy,
+  startNative,
+  stopServer,
+  table as markdownTable,
+  targetChecks,
+  writeResults,
+} from './harness.js';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const INSIDE_ENV = 'MMPROXY_BENCH_INSIDE_NS';
 const PORTS = { echo: 9000, 'mmproxy-native': 9001, 'go-mmproxy': 9002 } as const;
-const GEN_CPU = '0';
-const PROXY_CPU = '1';
 // Flows live longer than any run: neither proxy expires one mid-run, so their different idle
 // semantics (go-mmproxy closes after closeAfter..2×closeAfter, mmproxy-native within a second of
 // closeAfter) do not enter the figures.
@@ -53,132 +75,9 @@ const CLIENTS = args.clients
 const NEW_FLOWS = Number(args.new);
 const ONLY = new Set(args.only.split(',').map((s) => s.trim()));
 
-/** The package root: the nearest directory above this file that holds package.json. */
-function packageRoot(): string {
-  for (let dir = HERE; ; dir = path.dirname(dir)) {
-    if (existsSync(path.join(dir, 'package.json'))) return dir;
-    if (path.dirname(dir) === dir) throw new Error(`no package.json above ${HERE}`);
-  }
-}
-const ROOT = packageRoot();
-const SCRATCH = path.join(ROOT, 'build', 'bench');
-const UDPGEN = path.join(SCRATCH, 'udpgen');
-
-function has(command: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function median(xs: number[]): number {
-  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (v.length === 0) return NaN;
-  const mid = v.length >> 1;
-  return v.length % 2 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Outside the namespace: compile the generator, find or install go-mmproxy, re-run inside.
-
-function outside(): number {
-  mkdirSync(SCRATCH, { recursive: true });
-  const src = path.join(ROOT, 'bench', 'udpgen.c');
-  execFileSync('cc', ['-O2', '-Wall', '-o', UDPGEN, src], { stdio: 'inherit' });
-
-  if (ONLY.has('go-mmproxy') && !has('go-mmproxy')) {
-    if (process.getuid?.() === 0 && has('apt-get')) {
-      console.log('go-mmproxy is missing: installing it (apt-get install -y go-mmproxy)…');
-      spawnSync('apt-get', ['install', '-y', '-qq', 'go-mmproxy'], {
-        stdio: 'inherit',
-        timeout: 300_000,
-        env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
-      });
-    }
-  }
-  for (const cmd of ['unshare', 'ip', 'taskset']) {
-    if (!has(cmd)) {
-      console.error(`${cmd} is missing (util-linux / iproute2); the bench needs it`);
-      return 1;
-    }
-  }
-  if (os.availableParallelism() < 2) {
-    console.error('the bench pins the generator and the proxy to two different CPUs: it needs 2');
-    return 1;
-  }
-  const argv = [
-    'unshare',
-    '--user',
-    '--map-root-user',
-    '--net',
-    '--',
-    process.execPath,
-    fileURLToPath(import.meta.url),
-    ...process.argv.slice(2),
-  ];
-  const r = spawnSync(argv[0]!, argv.slice(1), {
-    stdio: 'inherit',
-    env: { ...process.env, [INSIDE_ENV]: '1' },
-  });
-  return r.status ?? 1;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Inside the namespace.
-
-function sh(command: string, argv: string[]): boolean {
-  return spawnSync(command, argv, { stdio: ['ignore', 'inherit', 'inherit'] }).status === 0;
-}
-
-function setUpNamespace(): void {
-  if (!sh('ip', ['link', 'set', 'lo', 'up'])) throw new Error('ip link set lo up failed');
-  sh('ip', ['rule', 'add', 'from', '127.0.0.1/8', 'iif', 'lo', 'table', '123']);
-  sh('ip', ['route', 'add', 'local', '0.0.0.0/0', 'dev', 'lo', 'table', '123']);
-}
-
-/** The fd limit this process (and what it starts) has. */
-function nofileLimit(): number {
-  const line = readFileSync('/proc/self/limits', 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith('Max open files'));
-  const hard = line?.trim().split(/\s+/)[4];
-  return hard === 'unlimited' ? Infinity : Number(hard ?? 1024);
-}
-
-const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
-
-/** CPU seconds (utime + stime) of a process, all its threads. */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
-}
-
-/** Busy and total jiffies of one CPU, from /proc/stat (softirq work on that CPU included, niced work not). */
-function cpuTimes(cpu: string): { busy: number; total: number } {
-  const line = readFileSync('/proc/stat', 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith(`cpu${cpu} `));
-  const f = (line ?? '').trim().split(/\s+/).slice(1).map(Number);
-  const total = f.reduce((a, b) => a + b, 0);
-  // Idle, iowait and niced time: a niced background job (a fuzzer) yields to us, so it neither
-  // counts as the proxy's core being busy nor delays a run.
-  const idle = (f[3] ?? 0) + (f[4] ?? 0) + (f[1] ?? 0);
-  return { busy: total - idle, total };
-}
-
-/** How busy a CPU is between start() and stop() (0..1). */
-function cpuMeter(cpu: string): { start: () => void; stop: () => number } {
-  let t0 = cpuTimes(cpu);
-  return {
-    start: () => void (t0 = cpuTimes(cpu)),
-    stop: () => {
-      const t1 = cpuTimes(cpu);
-      return (t1.busy - t0.busy) / Math.max(1, t1.total - t0.total);
-    },
-  };
-}
+// Niced time counts as idle here: a niced background job (a fuzzer) yields to us, so it neither
+// counts as the proxy's core being busy nor delays a run.
+const NICE_IS_IDLE = true;
 
 /**
  * Waits (up to 60 s) until both CPUs are nearly idle for half a second: other work on this machine
@@ -187,7 +86,7 @@ function cpuMeter(cpu: string): { start: () => void; stop: () => number } {
 async function waitQuiet(): Promise<boolean> {
   const deadline = Date.now() + 60_000;
   for (;;) {
-    const meters = [cpuMeter(GEN_CPU), cpuMeter(PROXY_CPU)];
+    const meters = [cpuMeter(GEN_CPU, NICE_IS_IDLE), cpuMeter(PROXY_CPU, NICE_IS_IDLE)];
     await sleep(500);
     const busy = Math.max(...meters.map((m) => m.stop()));
     if (busy < 0.1) return true;
@@ -196,168 +95,21 @@ async function waitQuiet(): Promise<boolean> {
   }
 }
 
-/** Whether a UDP socket is bound to 127.0.0.1:port (read from /proc/net/udp). */
-function boundUdp(port: number): boolean {
-  const hex = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
-  return readFileSync('/proc/net/udp', 'utf8')
-    .split('\n')
-    .some((l) => l.trim().split(/\s+/)[1] === hex);
-}
-
-interface Started {
-  child: ChildProcess;
-  pid: number;
-  output: () => string;
-}
-
-/** Starts a long-running process pinned to `cpu`; resolves once UDP `port` is bound. */
-async function startServer(
-  cpu: string,
-  command: string,
-  argv: string[],
-  port: number,
-): Promise<Started> {
-  const child = spawn('taskset', ['-c', cpu, command, ...argv], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-8000)));
-  child.stderr!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-8000)));
-  const deadline = Date.now() + 15_000;
-  while (!boundUdp(port)) {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`${command} exited (${child.exitCode ?? child.signalCode}): ${out.trim()}`);
-    }
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`${command} did not bind UDP ${port} within 15 s: ${out.trim()}`);
-    }
-    await sleep(50);
-  }
-  return { child, pid: child.pid!, output: () => out };
-}
-
-async function stopServer(s: Started): Promise<void> {
-  if (s.child.exitCode !== null || s.child.signalCode !== null) return;
-  s.child.kill('SIGTERM');
-  const timer = setTimeout(() => s.child.kill('SIGKILL'), 3000);
-  await new Promise((resolve) => s.child.once('exit', resolve));
-  clearTimeout(timer);
-}
-
-type GenResult = Record<string, number>;
-
-/** Runs the generator pinned to CPU 0 and returns its JSON line; `onMeasuring` runs when its
- * measured window starts, `onResult` when the line arrives. Killed if it outlives `timeoutMs`. */
-async function generate(
-  argv: string[],
-  timeoutMs: number,
-  hooks: { onMeasuring: () => void; onResult: () => void },
-): Promise<GenResult> {
-  const child = spawn('taskset', ['-c', GEN_CPU, UDPGEN, ...argv], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let err = '';
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  const exited = new Promise<number | null>((resolve) =>
-    child.once('exit', (code) => resolve(code)),
-  );
-  let result: GenResult | null = null;
-  for await (const line of createInterface({ input: child.stdout })) {
-    if (line === 'measuring') hooks.onMeasuring();
-    else if (line.startsWith('{')) {
-      hooks.onResult();
-      result = JSON.parse(line) as GenResult;
-    }
-  }
-  const code = await exited;
-  clearTimeout(timer);
-  if (!result) throw new Error(`udpgen ${argv.join(' ')} failed (${code}): ${err.trim()}`);
-  return result;
-}
-
-interface Contender {
-  name: Name;
-  port: number;
-  header: boolean;
-  version?: string;
-  skipped?: string;
-}
-
-type Samples = Map<Name, Map<string, number[]>>;
-
-function record(samples: Samples, name: Name, metric: string, value: number): void {
-  let m = samples.get(name);
-  if (!m) samples.set(name, (m = new Map()));
-  let list = m.get(metric);
-  if (!list) m.set(metric, (list = []));
-  list.push(value);
-}
+type Samples = SamplesOf<Name>;
 
 let busyRuns = 0; // runs started while something else kept the CPUs busy
-let nextClient = 0; // index of the next client a header names (never reused in one run)
-function clientBase(count: number): string {
-  const base = nextClient;
-  nextClient += count + 1000;
-  return String(base);
-}
-
-function debVersion(pkg: string): string {
-  const r = spawnSync('dpkg-query', ['-W', '-f', '${Version}', pkg], { encoding: 'utf8' });
-  return r.status === 0 ? r.stdout.trim() : '';
-}
 
 /** A fresh proxy process for one run (none for direct). */
-async function startProxy(c: Contender): Promise<Started | undefined> {
-  const echo = `127.0.0.1:${PORTS.echo}`;
-  if (c.name === 'mmproxy-native') {
-    const script = path.join(HERE, 'udp-proxy-server.js');
-    if (!existsSync(script)) throw new Error(`${script} is missing: run npm run build`);
-    return startServer(
-      PROXY_CPU,
-      process.execPath,
-      [
-        script,
-        '--listen',
-        `127.0.0.1:${c.port}`,
-        '--target4',
-        echo,
-        '--target6',
-        `[::1]:${PORTS.echo}`,
-        '--workers',
-        '1',
-        '--max-flows',
-        String(MAX_FLOWS),
-        '--close-after',
-        String(CLOSE_AFTER_S),
-      ],
-      c.port,
-    );
-  }
-  if (c.name === 'go-mmproxy') {
-    if (!has('go-mmproxy'))
-      throw new Error('go-mmproxy is not installed: apt-get install -y go-mmproxy');
-    return startServer(
-      PROXY_CPU,
-      'go-mmproxy',
-      [
-        '-p',
-        'udp',
-        '-l',
-        `127.0.0.1:${c.port}`,
-        '-4',
-        echo,
-        '-6',
-        `[::1]:${PORTS.echo}`,
-        '-close-after',
-        String(CLOSE_AFTER_S),
-        '-v',
-        '0',
-      ],
-      c.port,
-    );
-  }
+async function startProxy(c: Contender<Name>): Promise<Started | undefined> {
+  if (c.name === 'mmproxy-native')
+    return startNative('udp', c.port, PORTS.echo, [
+      '--max-flows',
+      String(MAX_FLOWS),
+      '--close-after',
+      String(CLOSE_AFTER_S),
+    ]);
+  if (c.name === 'go-mmproxy')
+    return startGoMmproxy('udp', c.port, PORTS.echo, ['-close-after', String(CLOSE_AFTER_S)]);
   return undefined;
 }
 
@@ -381,7 +133,7 @@ function phaseKey(p: Phase): string {
 }
 
 /** One run: a fresh proxy, the generator, the proxy's CPU time over the measured window. */
-async function run(c: Contender, phase: Phase, samples: Samples): Promise<void> {
+async function run(c: Contender<Name>, phase: Phase, samples: Samples): Promise<void> {
   if (!(await waitQuiet())) {
     busyRuns++;
     console.log(
@@ -400,8 +152,8 @@ async function run(c: Contender, phase: Phase, samples: Samples): Promise<void> 
   if (server) await sleep(300);
   let cpu0 = NaN;
   let cpu = NaN;
-  const gen = cpuMeter(GEN_CPU);
-  const proxyCore = cpuMeter(PROXY_CPU);
+  const gen = cpuMeter(GEN_CPU, NICE_IS_IDLE);
+  const proxyCore = cpuMeter(PROXY_CPU, NICE_IS_IDLE);
   let genBusy = NaN;
   let proxyBusy = NaN;
   const key = phaseKey(phase);
@@ -409,6 +161,7 @@ async function run(c: Contender, phase: Phase, samples: Samples): Promise<void> 
   let r: GenResult;
   try {
     r = await generate(
+      'udpgen',
       [
         phase.kind,
         String(c.port),
@@ -489,10 +242,6 @@ async function run(c: Contender, phase: Phase, samples: Samples): Promise<void> 
 // ---------------------------------------------------------------------------------------------
 // The table.
 
-const fmt = (x: number, digits: number): string => (Number.isFinite(x) ? x.toFixed(digits) : '—');
-const ratio = (a: number, b: number): string =>
-  Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? `${(a / b).toFixed(2)}×` : '—';
-
 interface Row {
   metric: string;
   label: string;
@@ -559,42 +308,21 @@ function value(samples: Samples, name: Name, row: Row): number {
   return median(list);
 }
 
-function table(contenders: Contender[], samples: Samples, newCount: number): string {
-  const live = contenders.filter((c) => !c.skipped);
-  const native = live.some((c) => c.name === 'mmproxy-native');
-  const others = (['go-mmproxy', 'direct'] as const).filter((n) => live.some((c) => c.name === n));
-  const head = [
-    'metric (median of rounds)',
-    ...live.map((c) => c.name),
-    ...(native ? others.map((o) => `native ÷ ${o}`) : []),
-  ];
-  const lines = [
-    `| ${head.join(' | ')} |`,
-    `|${head.map((_, i) => (i ? '---:' : '---')).join('|')}|`,
-  ];
-  for (const row of rows(newCount)) {
-    const cells = live.map((c) => fmt(value(samples, c.name, row), row.digits));
-    const ratios = native
-      ? others.map((o) =>
-          row.sum ? '' : ratio(value(samples, 'mmproxy-native', row), value(samples, o, row)),
-        )
-      : [];
-    lines.push(`| ${row.label} | ${[...cells, ...ratios].join(' | ')} |`);
-  }
-  return lines.join('\n');
+function table(contenders: Contender<Name>[], samples: Samples, newCount: number): string {
+  return markdownTable(
+    contenders,
+    ['go-mmproxy', 'direct'],
+    rows(newCount),
+    (name, row) => value(samples, name, row),
+    (row) => !row.sum,
+  );
 }
 
 function targets(samples: Samples): string[] {
   const v = (n: Name, metric: string): number => median(samples.get(n)?.get(metric) ?? []);
   const total = (n: Name, metric: string): number =>
     (samples.get(n)?.get(metric) ?? []).reduce((a, b) => a + b, 0);
-  const out: string[] = [];
-  const check = (label: string, got: number, want: number, higher: boolean, text: string): void => {
-    if (!Number.isFinite(got) || !Number.isFinite(want))
-      return void out.push(`- ${label}: not measured`);
-    const ok = higher ? got >= want : got <= want;
-    out.push(`- ${ok ? 'MET ' : 'MISS'} ${label}: ${text}`);
-  };
+  const { check, lines } = targetChecks();
   const n = 'mmproxy-native';
   for (const c of CLIENTS) {
     const k = `c${c}`;
@@ -628,7 +356,7 @@ function targets(samples: Samples): string[] {
     true,
     ratio(v(n, 'new:flowsPerS'), v('go-mmproxy', 'new:flowsPerS')),
   );
-  return out;
+  return lines;
 }
 
 async function inside(): Promise<number> {
@@ -639,22 +367,15 @@ async function inside(): Promise<number> {
   const newCount = Math.max(0, Math.min(NEW_FLOWS, Math.floor((fdLimit - 1500) / 1000) * 1000));
   for (const c of CLIENTS)
     if (c > fdLimit - 1500) throw new Error(`--clients ${c} does not fit the fd limit ${fdLimit}`);
-  const machine = `${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.availableParallelism()} CPUs, Linux ${os.release()}, ${Math.round(os.totalmem() / 2 ** 30)} GiB`;
-  console.log(`machine: ${machine}`);
-  console.log(
-    `runs: ${ROUNDS} rounds, contenders alternated, a fresh proxy per run; ${SECONDS} s measured per run, ` +
-      `window ${WINDOW} datagrams in flight, 64-byte payloads (+28-byte v2 header through a proxy); ` +
-      `generator + echo on CPU ${GEN_CPU}, proxy on CPU ${PROXY_CPU}`,
+  const machine = announce(
+    `${ROUNDS} rounds, contenders alternated, a fresh proxy per run; ${SECONDS} s measured per run, ` +
+      `window ${WINDOW} datagrams in flight, 64-byte payloads (+28-byte v2 header through a proxy)`,
   );
 
-  const echo = await startServer(GEN_CPU, UDPGEN, ['echo', String(PORTS.echo)], PORTS.echo);
-  const contenders: Contender[] = ALL.filter((n) => ONLY.has(n)).map((name) => ({
-    name,
-    port: name === 'direct' ? PORTS.echo : PORTS[name],
-    header: name !== 'direct',
-  }));
+  const echo = await startEcho('udpgen', PORTS.echo, 'udp');
+  const contenders = pick(ALL, ONLY, PORTS);
   for (const c of contenders) {
-    if (c.name === 'mmproxy-native') c.version = `node ${process.version}, workers: 1`;
+    if (c.name === 'mmproxy-native') c.version = NATIVE_VERSION;
     if (c.name === 'go-mmproxy') c.version = `Debian go-mmproxy ${debVersion('go-mmproxy')}`;
   }
   const phases: Phase[] = [
@@ -665,8 +386,7 @@ async function inside(): Promise<number> {
   try {
     for (let round = 0; round < ROUNDS; round++) {
       const live = contenders.filter((c) => !c.skipped);
-      const order = live.map((_, i) => live[(i + round) % live.length]!);
-      console.log(`round ${round + 1}/${ROUNDS}: ${order.map((c) => c.name).join(', ')}`);
+      const order = roundOrder(live, round, ROUNDS);
       for (const phase of phases)
         for (const c of order) {
           // Direct has no flows to establish: the new-flow phase is for proxies only.
@@ -683,32 +403,27 @@ async function inside(): Promise<number> {
   console.log('');
   console.log(table(contenders, samples, newCount));
   console.log('');
-  console.log('Targets (issue 5), mmproxy-native in this run:');
-  for (const line of targets(samples)) console.log(line);
-  for (const c of contenders) if (c.skipped) console.log(`(${c.name} skipped: ${c.skipped})`);
+  printTargets(5, targets(samples), contenders);
   if (busyRuns > 0) console.log(`(${busyRuns} runs started while other work kept the CPUs busy)`);
   if (newCount < NEW_FLOWS)
     console.log(`(the fd limit ${fdLimit} allows ${newCount} new flows per run, not ${NEW_FLOWS})`);
 
-  const json = path.join(SCRATCH, 'udp-results.json');
-  writeFileSync(
-    json,
-    JSON.stringify(
-      {
-        machine,
-        date: new Date().toISOString(),
-        rounds: ROUNDS,
-        seconds: SECONDS,
-        window: WINDOW,
-        contenders,
-        samples: Object.fromEntries([...samples].map(([n, m]) => [n, Object.fromEntries(m)])),
-      },
-      null,
-      1,
-    ),
+  writeResults(
+    'udp-results.json',
+    machine,
+    {
+      rounds: ROUNDS,
+      seconds: SECONDS,
+      window: WINDOW,
+      contenders,
+    },
+    samples,
   );
-  console.log(`\nraw samples: ${path.relative(process.cwd(), json)}`);
   return 0;
 }
 
-process.exitCode = process.env[INSIDE_ENV] === '1' ? await inside() : outside();
+process.exitCode = await main({
+  generator: 'udpgen',
+  goMmproxy: ONLY.has('go-mmproxy'),
+  inside,
+});

@@ -9,8 +9,7 @@
  * replies on it with recvmmsg, keeping at most WINDOW datagrams in flight so that queues, not loss,
  * absorb the load. A datagram is a 64-byte payload naming its flow, its sequence number within the
  * flow and a global number; with HDR=1 a PROXY v2 header (PROXY, UDP4) before it names the flow's
- * client. Client number BASE+i rotates over 762 documentation addresses (192.0.2.0/24,
- * 198.51.100.0/24, 203.0.113.0/24) and then ports from 1024 up, as bench/loadgen.c does, so
+ * client: client number BASE+i is client_of(BASE+i) (bench_common.h, as in bench/loadgen.c), so
  * disjoint BASE ranges never share a client 4-tuple.
  *
  * A datagram without a reply after LOST_MS counts as lost and frees its place in the window; a
@@ -25,18 +24,12 @@
  * for the replies, prints one line of JSON. Only 127.0.0.1 is ever sent to.
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
+#define BENCH_PROG "udpgen"
 #include <poll.h>
-#include <signal.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "bench_common.h"
 
 #define BATCH 64
 #define PAYLOAD 64
@@ -46,32 +39,6 @@
 #define RING (1u << 18) /* datagrams tracked since the oldest unanswered one */
 #define LOST_MS 200.0
 #define SOCKBUF (4 * 1024 * 1024)
-
-static volatile sig_atomic_t stop_flag = 0;
-static void on_signal(int sig) {
-  (void)sig;
-  stop_flag = 1;
-}
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void die(const char* what) {
-  fprintf(stderr, "udpgen: %s: %s\n", what, strerror(errno));
-  exit(1);
-}
-
-static struct sockaddr_in loopback(int port) {
-  struct sockaddr_in a;
-  memset(&a, 0, sizeof a);
-  a.sin_family = AF_INET;
-  a.sin_port = htons((uint16_t)port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  return a;
-}
 
 /* A UDP socket with large buffers (up to net.core.[rw]mem_max); bound to 127.0.0.1:port if
  * bind_port > 0, connected to 127.0.0.1:connect_port if connect_port > 0. */
@@ -178,18 +145,16 @@ struct payload {
 static void make_header(uint8_t* h, uint64_t idx) {
   static const uint8_t sig[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
                                   0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
-  static const uint8_t nets[3][3] = {{192, 0, 2}, {198, 51, 100}, {203, 0, 113}};
-  unsigned host = 1 + (unsigned)((idx / 3) % 254);
-  unsigned port = 1024 + (unsigned)((idx / 762) % 64512);
+  struct client c = client_of(idx);
   memcpy(h, sig, 12);
   h[12] = 0x21; /* v2, PROXY */
   h[13] = 0x12; /* AF_INET, DGRAM */
   h[14] = 0;
   h[15] = 12;
-  memcpy(h + 16, nets[idx % 3], 3);
-  h[19] = (uint8_t)host;
+  memcpy(h + 16, c.net, 3);
+  h[19] = (uint8_t)c.host;
   h[20] = 127, h[21] = 0, h[22] = 0, h[23] = 1;
-  h[24] = (uint8_t)(port >> 8), h[25] = (uint8_t)port;
+  h[24] = (uint8_t)(c.port >> 8), h[25] = (uint8_t)c.port;
   h[26] = 8443 >> 8, h[27] = 8443 & 0xff;
 }
 
@@ -422,11 +387,7 @@ static int gen_main(int fresh, int argc, char** argv) {
 }
 
 int main(int argc, char** argv) {
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_signal; /* no SA_RESTART: a blocked recvmmsg returns EINTR */
-  sigaction(SIGTERM, &sa, NULL);
-  sigaction(SIGINT, &sa, NULL);
+  catch_stop_signals(); /* no SA_RESTART: a blocked recvmmsg returns EINTR */
   if (argc >= 3 && strcmp(argv[1], "echo") == 0) return echo_main(atoi(argv[2]));
   if (argc >= 2 && strcmp(argv[1], "flows") == 0) return gen_main(0, argc, argv);
   if (argc >= 2 && strcmp(argv[1], "new") == 0) return gen_main(1, argc, argv);
