@@ -4,6 +4,7 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import type { UdpStats } from './proxy-types.js';
 
 /** The version of the JS ↔ native interface this build of lib/ speaks. */
 export const NATIVE_INTERFACE_VERSION = 1;
@@ -69,16 +70,8 @@ export interface NativeStats {
   udp: NativeUdpStats;
 }
 
-export interface NativeUdpStats {
-  datagramsFromClients: number;
-  datagramsToUpstreams: number;
-  datagramsFromUpstreams: number;
-  datagramsToClients: number;
-  datagramsDropped: number;
-  flowTableFull: number;
-  icmpErrors: number;
-  flowsExpired: number;
-}
+/** The engine reports UDP counters under the names lib/ publishes. */
+export type NativeUdpStats = UdpStats;
 
 export interface NativeEngine {
   /** Opens the listeners and starts the workers; throws an Error with errno/syscall/address/port. */

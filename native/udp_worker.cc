@@ -192,6 +192,21 @@ void UdpWorker::read_listener(int li) {
   }
 }
 
+void UdpWorker::stage(int slot, iovec payload) {
+  out_iov_[slot] = payload;
+  out_[slot].msg_hdr = msghdr{};
+  out_[slot].msg_hdr.msg_iov = &out_iov_[slot];
+  out_[slot].msg_hdr.msg_iovlen = 1;
+}
+
+void UdpWorker::send_staged(UdpFlow* f, int count) {
+  // A datagram the kernel will not take now (a full socket buffer) is dropped, as UDP does.
+  int sent = sendmmsg(f->socket.get(), out_.data(), unsigned(count), MSG_DONTWAIT);
+  int ok = sent < 0 ? 0 : sent;
+  Counters::add(counters_.datagrams_to_upstreams, uint64_t(ok));
+  Counters::add(counters_.datagrams_dropped, uint64_t(count - ok));
+}
+
 void UdpWorker::send_batch() {
   if (sends_.empty()) return;
   std::stable_sort(sends_.begin(), sends_.end(),
@@ -200,16 +215,9 @@ void UdpWorker::send_batch() {
   while (start < sends_.size()) {
     UdpFlow* f = sends_[start].flow;
     int count = 0;
-    for (size_t i = start; i < sends_.size() && sends_[i].flow == f; i++, count++) {
-      out_iov_[count] = sends_[i].payload;
-      out_[count].msg_hdr = msghdr{};
-      out_[count].msg_hdr.msg_iov = &out_iov_[count];
-      out_[count].msg_hdr.msg_iovlen = 1;
-    }
-    int sent = sendmmsg(f->socket.get(), out_.data(), unsigned(count), MSG_DONTWAIT);
-    int ok = sent < 0 ? 0 : sent;
-    Counters::add(counters_.datagrams_to_upstreams, uint64_t(ok));
-    Counters::add(counters_.datagrams_dropped, uint64_t(count - ok));
+    for (size_t i = start; i < sends_.size() && sends_[i].flow == f; i++, count++)
+      stage(count, sends_[i].payload);
+    send_staged(f, count);
     start += size_t(count);
   }
   sends_.clear();
@@ -292,16 +300,9 @@ void UdpWorker::send_queued(UdpFlow* f) {
   size_t done = 0;
   while (done < f->queue.size()) {
     int count = 0;
-    for (size_t i = done; i < f->queue.size() && count < kBatch; i++, count++) {
-      out_iov_[count] = {f->queue[i].data(), f->queue[i].size()};
-      out_[count].msg_hdr = msghdr{};
-      out_[count].msg_hdr.msg_iov = &out_iov_[count];
-      out_[count].msg_hdr.msg_iovlen = 1;
-    }
-    int sent = sendmmsg(f->socket.get(), out_.data(), unsigned(count), MSG_DONTWAIT);
-    int ok = sent < 0 ? 0 : sent;
-    Counters::add(counters_.datagrams_to_upstreams, uint64_t(ok));
-    Counters::add(counters_.datagrams_dropped, uint64_t(count - ok));
+    for (size_t i = done; i < f->queue.size() && count < kBatch; i++, count++)
+      stage(count, {f->queue[i].data(), f->queue[i].size()});
+    send_staged(f, count);
     done += size_t(count);
   }
   f->queue.clear();

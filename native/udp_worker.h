@@ -30,6 +30,8 @@ class UdpWorker : public WorkerThread {
   void read_flow(UdpFlow* flow);
   void flush_replies();
   void send_batch();
+  void stage(int slot, iovec payload);         // out_[slot] carries payload
+  void send_staged(UdpFlow* flow, int count);  // sends out_[0, count) on the flow's socket
   void admit(UdpFlow* flow, const Decision& d);
   void send_queued(UdpFlow* flow);
   void close_flow(UdpFlow* flow);

@@ -11,7 +11,15 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createProxy, type Proxy } from '../lib/proxy.js';
 import type { SystemError } from '../lib/errors.js';
 import type { ProxyOptions } from '../lib/options.js';
-import { Upstream, connectAndSend, ending, requireNamespace, sleep, until } from './helpers/net.js';
+import {
+  Upstream,
+  connectAndSend,
+  ending,
+  receiveHashed,
+  requireNamespace,
+  sleep,
+  until,
+} from './helpers/net.js';
 import { v1 } from './helpers/headers.js';
 
 requireNamespace();
@@ -54,20 +62,6 @@ async function sendHashed(socket: net.Socket, total: number, end = true): Promis
   }
   if (end) socket.end();
   return hash.digest('hex');
-}
-
-/** Hashes what the socket receives until its peer's FIN; rejects on a reset. */
-function receiveHashed(socket: net.Socket): Promise<{ hash: string; bytes: number }> {
-  return new Promise((resolve, reject) => {
-    const hash = createHash('sha256');
-    let bytes = 0;
-    socket.on('data', (d: Buffer) => {
-      hash.update(d);
-      bytes += d.length;
-    });
-    socket.once('end', () => resolve({ hash: hash.digest('hex'), bytes }));
-    socket.once('error', reject);
-  });
 }
 
 describe('upstream down', () => {

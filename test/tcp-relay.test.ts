@@ -13,6 +13,7 @@ import {
   connectAndSend,
   ending,
   readAll,
+  receiveHashed,
   requireNamespace,
   sleep,
   until,
@@ -41,20 +42,6 @@ async function sendStream(socket: net.Socket, total: number, seed: Buffer): Prom
   return hash.digest('hex');
 }
 
-/** Hashes everything the socket receives until its peer ends. */
-function receiveStream(socket: net.Socket): Promise<{ hash: string; bytes: number }> {
-  return new Promise((resolve, reject) => {
-    const hash = createHash('sha256');
-    let bytes = 0;
-    socket.on('data', (d: Buffer) => {
-      hash.update(d);
-      bytes += d.length;
-    });
-    socket.once('end', () => resolve({ hash: hash.digest('hex'), bytes }));
-    socket.once('error', reject);
-  });
-}
-
 describe('relay', () => {
   let proxy: Proxy;
   let upstream: Upstream;
@@ -67,7 +54,7 @@ describe('relay', () => {
   before(async () => {
     upstream = await Upstream.start('127.0.0.1', (socket) => {
       upstreamSides.push(
-        Promise.all([receiveStream(socket), sendStream(socket, RELAY_BYTES, seed)]).then(
+        Promise.all([receiveHashed(socket), sendStream(socket, RELAY_BYTES, seed)]).then(
           ([received, sentHash]) => ({ sentHash, received }),
         ),
       );
@@ -83,7 +70,7 @@ describe('relay', () => {
 
   test(`${RELAY_BYTES} bytes each way at once arrive intact (SHA-256 at both ends)`, async () => {
     const socket = await connectAndSend(port, [v2('192.0.2.100', 30000)]);
-    const clientReceived = receiveStream(socket);
+    const clientReceived = receiveHashed(socket);
     const clientSent = sendStream(socket, RELAY_BYTES, seed);
     const [received, sentHash] = await Promise.all([clientReceived, clientSent]);
     const side = await upstreamSides[0]!;
@@ -258,7 +245,11 @@ describe('an upstream that does not answer', () => {
         fillers.push(f);
         await once(f, 'connect');
       }
-      const proxy = createProxy({ listen: '127.0.0.1:0', target4: `127.0.0.1:${port}`, workers: 1 });
+      const proxy = createProxy({
+        listen: '127.0.0.1:0',
+        target4: `127.0.0.1:${port}`,
+        workers: 1,
+      });
       await proxy.listen();
       try {
         const errors: SystemError[] = [];
@@ -308,7 +299,12 @@ describe('upstream socket', () => {
 
   test('mark: the upstream socket carries SO_MARK', async () => {
     const upstream = await Upstream.start('127.0.0.1');
-    const proxy = createProxy({ listen: '127.0.0.1:0', target4: upstream.endpoint, workers: 1, mark: 123 });
+    const proxy = createProxy({
+      listen: '127.0.0.1:0',
+      target4: upstream.endpoint,
+      workers: 1,
+      mark: 123,
+    });
     await proxy.listen();
     try {
       const socket = await connectAndSend(proxy.address()!.port, [v1('192.0.2.131', 33100), 'm']);

@@ -154,3 +154,17 @@ export function openFds(): number[] {
 export function threadCount(): number {
   return readdirSync('/proc/self/task').length;
 }
+
+/** Hashes what the socket receives until its peer's FIN; rejects on a reset. */
+export function receiveHashed(socket: net.Socket): Promise<{ hash: string; bytes: number }> {
+  return new Promise((resolve, reject) => {
+    const hash = createHash('sha256');
+    let bytes = 0;
+    socket.on('data', (d: Buffer) => {
+      hash.update(d);
+      bytes += d.length;
+    });
+    socket.once('end', () => resolve({ hash: hash.digest('hex'), bytes }));
+    socket.once('error', reject);
+  });
+}
