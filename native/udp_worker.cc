@@ -1,6 +1,7 @@
 // UdpWorker: a relay thread for UDP. Worker thread unless udp_worker.h says otherwise.
 #include "udp_worker.h"
 
+#include <netinet/udp.h>
 #include <sys/epoll.h>
 
 #include <algorithm>
@@ -49,6 +50,9 @@ int UdpWorker::setup(SocketError* err) {
   reply_iov_.resize(kBatch);
   reply_to_.resize(kBatch);
   reply_listener_.resize(kBatch);
+  gso_msgs_.resize(kBatch);
+  gso_counts_.resize(kBatch);
+  gso_control_.resize(size_t(kBatch) * kSegmentControlSize);
   return 0;
 }
 
@@ -352,13 +356,69 @@ void UdpWorker::flush_replies() {
     int end = start + 1;
     while (end < reply_count_ && reply_listener_[end] == reply_listener_[start]) end++;
     const int lfd = engine_.listeners()[size_t(reply_listener_[start])].get();
-    int sent = sendmmsg(lfd, &replies_[size_t(start)], unsigned(end - start), MSG_DONTWAIT);
-    int ok = sent < 0 ? 0 : sent;
-    Counters::add(counters_.datagrams_to_clients, uint64_t(ok));
-    Counters::add(counters_.datagrams_dropped, uint64_t(end - start - ok));
+    if (!use_gso_ || !send_replies_segmented(lfd, start, end)) {
+      int sent = sendmmsg(lfd, &replies_[size_t(start)], unsigned(end - start), MSG_DONTWAIT);
+      int ok = sent < 0 ? 0 : sent;
+      Counters::add(counters_.datagrams_to_clients, uint64_t(ok));
+      Counters::add(counters_.datagrams_dropped, uint64_t(end - start - ok));
+    }
     start = end;
   }
   reply_count_ = 0;
+}
+
+bool UdpWorker::send_replies_segmented(int lfd, int start, int end) {
+  // Consecutive replies to one load balancer with one size go out as a single UDP GSO send
+  // (UDP_SEGMENT): the stack is crossed once for the group, and the kernel cuts it into the same
+  // datagrams. Groups of one are sent as they are.
+  int groups = 0;
+  for (int i = start; i < end;) {
+    const size_t size = reply_iov_[i].iov_len;
+    const SockAddr& to = reply_to_[i];
+    int j = i + 1;
+    size_t total = size;
+    while (j < end && j - i < kMaxSegments && reply_iov_[j].iov_len == size && size > 0 &&
+           total + size <= kMaxSegmentedBytes && reply_to_[j].len == to.len &&
+           std::memcmp(&reply_to_[j].storage, &to.storage, to.len) == 0) {
+      total += size;
+      j++;
+    }
+    mmsghdr& m = gso_msgs_[size_t(groups)];
+    m = mmsghdr{};
+    m.msg_hdr.msg_name = const_cast<sockaddr_storage*>(&to.storage);
+    m.msg_hdr.msg_namelen = to.len;
+    m.msg_hdr.msg_iov = &reply_iov_[i];
+    m.msg_hdr.msg_iovlen = size_t(j - i);
+    if (j - i > 1) {
+      char* control = gso_control_.data() + size_t(groups) * kSegmentControlSize;
+      std::memset(control, 0, kSegmentControlSize);
+      m.msg_hdr.msg_control = control;
+      m.msg_hdr.msg_controllen = kSegmentControlSize;
+      cmsghdr* c = CMSG_FIRSTHDR(&m.msg_hdr);
+      c->cmsg_level = SOL_UDP;
+      c->cmsg_type = UDP_SEGMENT;
+      c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+      uint16_t segment = uint16_t(size);
+      std::memcpy(CMSG_DATA(c), &segment, sizeof segment);
+    }
+    gso_counts_[size_t(groups)] = j - i;
+    groups++;
+    i = j;
+  }
+  int sent = sendmmsg(lfd, gso_msgs_.data(), unsigned(groups), MSG_DONTWAIT);
+  if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS) {
+    // No UDP GSO here (an old kernel, or a device that refuses it): plain sends from now on.
+    use_gso_ = false;
+    return false;
+  }
+  int ok = 0, all = 0;
+  for (int g = 0; g < groups; g++) {
+    if (g < sent) ok += gso_counts_[size_t(g)];
+    all += gso_counts_[size_t(g)];
+  }
+  Counters::add(counters_.datagrams_to_clients, uint64_t(ok));
+  Counters::add(counters_.datagrams_dropped, uint64_t(all - ok));
+  return true;
 }
 
 void UdpWorker::close_flow(UdpFlow* f) {

@@ -29,6 +29,9 @@ class UdpWorker : public WorkerThread {
   void read_listener(int listener_index);
   void read_flow(UdpFlow* flow);
   void flush_replies();
+  // Sends replies [start, end) through lfd with UDP GSO where they can be grouped; false when the
+  // kernel refuses GSO (the caller then sends them plainly).
+  bool send_replies_segmented(int lfd, int start, int end);
   void send_batch();
   void stage(int slot, iovec payload);         // out_[slot] carries payload
   void send_staged(UdpFlow* flow, int count);  // sends out_[0, count) on the flow's socket
@@ -65,6 +68,14 @@ class UdpWorker : public WorkerThread {
   std::vector<SockAddr> reply_to_;
   std::vector<int> reply_listener_;
   int reply_count_ = 0;
+  // UDP GSO for replies: one message per group of same-size replies to one load balancer.
+  static constexpr int kMaxSegments = 64;
+  static constexpr size_t kMaxSegmentedBytes = 65000;
+  static constexpr size_t kSegmentControlSize = CMSG_SPACE(sizeof(uint16_t));
+  bool use_gso_ = true;
+  std::vector<mmsghdr> gso_msgs_;
+  std::vector<int> gso_counts_;
+  std::vector<char> gso_control_;
   int64_t now_ms_ = 0;  // read once per round of events
 };
 
