@@ -204,6 +204,38 @@ void UdpWorker::stage(int slot, iovec payload) {
 }
 
 void UdpWorker::send_staged(UdpFlow* f, int count) {
+  if (use_gso_ && count > 1 && count <= kMaxSegments) {
+    // Same-size payloads (the last may be shorter) go out as one UDP GSO send.
+    const size_t size = out_iov_[0].iov_len;
+    size_t total = 0;
+    bool uniform = size > 0;
+    for (int i = 0; i < count && uniform; i++) {
+      const size_t len = out_iov_[i].iov_len;
+      uniform = i + 1 < count ? len == size : len > 0 && len <= size;
+      total += len;
+    }
+    if (uniform && total <= kMaxSegmentedBytes) {
+      alignas(cmsghdr) char control[kSegmentControlSize] = {};
+      msghdr m{};
+      m.msg_iov = out_iov_.data();
+      m.msg_iovlen = size_t(count);
+      m.msg_control = control;
+      m.msg_controllen = sizeof control;
+      cmsghdr* c = CMSG_FIRSTHDR(&m);
+      c->cmsg_level = SOL_UDP;
+      c->cmsg_type = UDP_SEGMENT;
+      c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+      uint16_t segment = uint16_t(size);
+      std::memcpy(CMSG_DATA(c), &segment, sizeof segment);
+      ssize_t r = sendmsg(f->socket.get(), &m, MSG_DONTWAIT);
+      if (r >= 0 || errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
+        Counters::add(r >= 0 ? counters_.datagrams_to_upstreams : counters_.datagrams_dropped,
+                      uint64_t(count));
+        return;
+      }
+      use_gso_ = false;  // refused: plain sends from now on
+    }
+  }
   // A datagram the kernel will not take now (a full socket buffer) is dropped, as UDP does.
   int sent = sendmmsg(f->socket.get(), out_.data(), unsigned(count), MSG_DONTWAIT);
   int ok = sent < 0 ? 0 : sent;
