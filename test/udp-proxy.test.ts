@@ -262,8 +262,14 @@ describe('flow table', () => {
       const before4 = up4.seen.length;
       lbs.forEach((lb, i) => lb.send(port, udp4(`203.0.113.${70 + i}`, 5500), `lb${i}`, '::1'));
       await until(() => lbs.every((lb, i) => lb.replies.includes(`lb${i}`)), 'every reply');
-      const seen = up4.seen.slice(before4).map((x) => x.address).sort();
-      assert.deepEqual(seen, [70, 71, 72, 73, 74, 75].map((n) => `203.0.113.${n}`));
+      const seen = up4.seen
+        .slice(before4)
+        .map((x) => x.address)
+        .sort();
+      assert.deepEqual(
+        seen,
+        [70, 71, 72, 73, 74, 75].map((n) => `203.0.113.${n}`),
+      );
       assert.equal(proxy.stats().active, 6);
     } finally {
       for (const lb of lbs) lb.close();
