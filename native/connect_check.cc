@@ -11,23 +11,17 @@ namespace mmproxy {
 int connect_from(const SockAddr* source, const SockAddr& target, uint32_t mark, int timeout_ms,
                  SocketError* err) {
   SocketOptions o;
-  o.family = target.family();
   o.type = SOCK_STREAM;
   o.transparent = source != nullptr;
   o.reuse_addr = source != nullptr;
-  o.bind_no_port = source != nullptr && source->port() == 0;
   o.mark = mark;
   o.syn_count = 2;
-  UniqueFd fd = open_socket(o, err);
+  SockAddr from = source != nullptr ? *source : SockAddr{};
+  bool retried;
+  UniqueFd fd = open_upstream(o, source != nullptr ? &from : nullptr, target, false, &retried, err);
   if (!fd) return -err->err;
-  if (source != nullptr && bind_socket(fd.get(), *source, err) != 0) return -err->err;
   const std::string call = "connect(" + target.to_string() + ")" +
                            (source != nullptr ? " from " + source->to_string() : "");
-  if (connect(fd.get(), target.sa(), target.len) != 0 && errno != EINPROGRESS) {
-    err->err = errno;
-    err->syscall = call;
-    return -err->err;
-  }
   pollfd p{fd.get(), POLLOUT, 0};
   int r = poll(&p, 1, timeout_ms);
   if (r == 0) {

@@ -22,7 +22,6 @@ class PipePool {
   Pipe get();
   // Takes back a pipe that holds no bytes; a pipe that still holds some is closed instead.
   void put(Pipe pipe, bool empty);
-  size_t idle() const { return idle_.size(); }
   void clear() { idle_.clear(); }
 
  private:

@@ -15,7 +15,7 @@ ProbeResult probe_transparent(int family) {
   opts.type = SOCK_STREAM;
   opts.transparent = true;
   SocketError err;
-  UniqueFd fd = open_transparent_socket(opts, &err);
+  UniqueFd fd = open_socket(opts, &err);
   if (!fd) {
     r.err = err.err;
     r.syscall = err.syscall;

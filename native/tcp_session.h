@@ -52,13 +52,8 @@ struct PumpResult {
 
 class TcpSession {
  public:
-  TcpSession(uint64_t id, UniqueFd client, const SockAddr& peer, const SockAddr& local,
-             int64_t header_deadline_ms)
-      : id_(id),
-        client_(std::move(client)),
-        peer_(peer),
-        local_(local),
-        header_deadline_ms_(header_deadline_ms) {
+  TcpSession(uint64_t id, UniqueFd client, const SockAddr& peer, const SockAddr& local)
+      : id_(id), client_(std::move(client)), peer_(peer), local_(local) {
     client_tag_.kind = EpollTag::kClient;
     client_tag_.object = this;
     upstream_tag_.kind = EpollTag::kUpstream;
@@ -74,7 +69,6 @@ class TcpSession {
   const SockAddr& local() const { return local_; }
   const SockAddr& source() const { return source_; }
   const SockAddr& target() const { return target_; }
-  int64_t header_deadline_ms() const { return header_deadline_ms_; }
   int64_t asked_us() const { return asked_us_; }
   void set_asked_us(int64_t t) { asked_us_ = t; }
   EpollTag* client_tag() { return &client_tag_; }
@@ -110,7 +104,6 @@ class TcpSession {
   SockAddr local_;   // our listening address, as the client reached it
   SockAddr source_;  // what the upstream socket is bound to
   SockAddr target_;
-  int64_t header_deadline_ms_;
   int64_t asked_us_ = 0;  // when the header went to JavaScript
   bool client_readable_ = true;
   bool client_writable_ = true;

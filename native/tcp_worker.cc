@@ -200,7 +200,7 @@ void TcpWorker::accept_from(int listener_index) {
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     int64_t deadline = monotonic_ms() + cfg.header_timeout_ms;
     uint64_t id = next_id();
-    auto owned = std::make_unique<TcpSession>(id, std::move(client), peer, local, deadline);
+    auto owned = std::make_unique<TcpSession>(id, std::move(client), peer, local);
     TcpSession* s = owned.get();
     if (!watch(s->client_fd(), kSessionEvents, s->client_tag())) continue;
     sessions_.emplace(id, std::move(owned));
@@ -279,44 +279,19 @@ void TcpWorker::admit(TcpSession* s, const Decision& d) {
   }
   const SockAddr& target = d.target;
   SockAddr source = d.source;
+  SocketOptions o;
+  o.type = SOCK_STREAM;
+  o.transparent = true;
+  o.reuse_addr = true;
+  o.nodelay = true;
+  o.syn_count = 2;
+  o.mark = d.mark;
+  // The client's address and port may already be in use toward the target (a previous
+  // connection in TIME_WAIT, say): then it goes out from the same address, another port.
   SocketError err;
-  UniqueFd up;
-  if (source.family() != target.family()) {
-    err.err = EAFNOSUPPORT;
-    err.syscall = "connect(" + source.to_string() + " -> " + target.to_string() + ")";
-  } else {
-    for (int attempt = 0; attempt < 2 && !up; attempt++) {
-      SocketOptions o;
-      o.family = target.family();
-      o.type = SOCK_STREAM;
-      o.transparent = true;
-      o.reuse_addr = true;
-      o.nodelay = true;
-      o.syn_count = 2;
-      o.mark = d.mark;
-      o.bind_no_port = source.port() == 0;
-      err = SocketError{};
-      UniqueFd fd = open_socket(o, &err);
-      if (!fd) break;
-      if (bind_socket(fd.get(), source, &err) == 0) {
-        if (connect(fd.get(), target.sa(), target.len) == 0 || errno == EINPROGRESS) {
-          up = std::move(fd);
-          break;
-        }
-        err.err = errno;
-        err.syscall = "connect(" + target.to_string() + ") from " + source.to_string();
-      }
-      // The client's address and port are already in use toward the target (a previous
-      // connection in TIME_WAIT, say): try once more from the same address, any port.
-      bool in_use = err.err == EADDRINUSE || err.err == EADDRNOTAVAIL;
-      if (attempt == 0 && in_use && source.port() != 0) {
-        Counters::add(counters_.ephemeral_port_retries, 1);
-        source.set_port(0);
-        continue;
-      }
-      break;
-    }
-  }
+  bool retried;
+  UniqueFd up = open_upstream(o, &source, target, true, &retried, &err);
+  if (retried) Counters::add(counters_.ephemeral_port_retries, 1);
   if (!up) {
     report_upstream_failure(s, err.err, err.syscall, source, target);
     finish(s, true, false);

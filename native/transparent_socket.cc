@@ -73,12 +73,6 @@ UniqueFd open_socket(const SocketOptions& o, SocketError* err) {
         !set_int(f, IPPROTO_TCP, TCP_SYNCNT, o.syn_count, "IPPROTO_TCP", "TCP_SYNCNT", err))
       return UniqueFd();
   }
-  if (o.recv_errors) {
-    if (v6 && !set_int(f, IPPROTO_IPV6, IPV6_RECVERR, 1, "IPPROTO_IPV6", "IPV6_RECVERR", err))
-      return UniqueFd();
-    if (!v6 && !set_int(f, IPPROTO_IP, IP_RECVERR, 1, "IPPROTO_IP", "IP_RECVERR", err))
-      return UniqueFd();
-  }
   return fd;
 }
 
@@ -87,6 +81,39 @@ int bind_socket(int fd, const SockAddr& addr, SocketError* err) {
   err->err = errno;
   err->syscall = "bind(" + addr.to_string() + ")";
   return -err->err;
+}
+
+UniqueFd open_upstream(SocketOptions o, SockAddr* source, const SockAddr& target,
+                       bool retry_ephemeral, bool* retried, SocketError* err) {
+  *retried = false;
+  auto call = [&] {
+    return "connect(" + target.to_string() + ")" +
+           (source != nullptr ? " from " + source->to_string() : "");
+  };
+  if (source != nullptr && source->family() != target.family()) {
+    err->err = EAFNOSUPPORT;
+    err->syscall = call();
+    return UniqueFd();
+  }
+  o.family = target.family();
+  for (int attempt = 0; attempt < 2; attempt++) {
+    o.bind_no_port = source != nullptr && source->port() == 0;
+    *err = SocketError{};
+    UniqueFd fd = open_socket(o, err);
+    if (!fd) return fd;
+    if (source == nullptr || bind_socket(fd.get(), *source, err) == 0) {
+      if (connect(fd.get(), target.sa(), target.len) == 0 || errno == EINPROGRESS) return fd;
+      err->err = errno;
+      err->syscall = call();
+    }
+    const bool in_use =
+        err->err == EADDRINUSE || (o.type == SOCK_STREAM && err->err == EADDRNOTAVAIL);
+    if (attempt > 0 || !retry_ephemeral || !in_use || source == nullptr || source->port() == 0)
+      break;
+    source->set_port(0);
+    *retried = true;
+  }
+  return UniqueFd();
 }
 
 UniqueFd open_listener(const SockAddr& addr, int type, bool reuse_port, int backlog,

@@ -28,19 +28,23 @@ struct SocketOptions {
   bool nodelay = false;       // TCP_NODELAY
   uint32_t mark = 0;          // SO_MARK when non-zero
   int syn_count = 0;          // TCP_SYNCNT when non-zero
-  bool recv_errors = false;   // IP_RECVERR / IPV6_RECVERR (UDP: ICMP errors reach recvmsg)
 };
 
 // socket() plus every option in opts. For AF_INET6, IPV6_V6ONLY is turned off so that
 // IPv4-mapped addresses work on the same socket.
 UniqueFd open_socket(const SocketOptions& opts, SocketError* err);
-inline UniqueFd open_transparent_socket(SocketOptions opts, SocketError* err) {
-  opts.transparent = true;
-  return open_socket(opts, err);
-}
 
 // bind(); on failure fills err with "bind(ADDRESS)".
 int bind_socket(int fd, const SockAddr& addr, SocketError* err);
+
+// A socket of opts.type (its family taken from target) bound to *source — when source is not
+// null — with a non-blocking connect() to target started (EINPROGRESS counts as started).
+// When the source address and port are already taken (EADDRINUSE at bind(); for TCP also
+// EADDRNOTAVAIL at connect(), the 4-tuple being in use) and retry_ephemeral is set, it tries once
+// more from the same address with a port the kernel picks: *retried is then true and *source
+// holds port 0. Errors name the call as "connect(TARGET) from SOURCE".
+UniqueFd open_upstream(SocketOptions opts, SockAddr* source, const SockAddr& target,
+                       bool retry_ephemeral, bool* retried, SocketError* err);
 
 // A listening (SOCK_STREAM) or bound (SOCK_DGRAM) socket on addr with SO_REUSEADDR and, when
 // reuse_port, SO_REUSEPORT so that several can share the address.

@@ -33,8 +33,6 @@ struct UdpFlow {
   State state = State::kPending;
   int listener_index = 0;  // the socket the flow arrived on; replies leave from it
   UniqueFd socket;         // transparent, bound to the client, connected to the target
-  SockAddr source;
-  SockAddr target;
   std::vector<std::vector<uint8_t>> queue;  // payloads that arrived while pending
   int64_t last_active_ms = 0;
   int64_t linked_ms = 0;  // when it last moved to the newest end of the list

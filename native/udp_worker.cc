@@ -273,39 +273,16 @@ void UdpWorker::admit(UdpFlow* f, const Decision& d) {
     return;
   }
   SockAddr source = d.source;
+  SocketOptions o;
+  o.type = SOCK_DGRAM;
+  o.transparent = true;
+  o.mark = d.mark;
+  // Two load balancers may carry the same client address and port: the second flow cannot bind
+  // it, so it goes out from the same address and another port.
   SocketError err;
-  UniqueFd sock;
-  if (source.family() != d.target.family()) {
-    err.err = EAFNOSUPPORT;
-    err.syscall = "connect(" + d.target.to_string() + ") from " + source.to_string();
-  }
-  for (int attempt = 0; attempt < 2 && !sock && err.err == 0; attempt++) {
-    SocketOptions o;
-    o.family = d.target.family();
-    o.type = SOCK_DGRAM;
-    o.transparent = true;
-    o.mark = d.mark;
-    o.bind_no_port = source.port() == 0;
-    UniqueFd fd = open_socket(o, &err);
-    if (!fd) break;
-    if (bind_socket(fd.get(), source, &err) == 0) {
-      if (connect(fd.get(), d.target.sa(), d.target.len) == 0) {
-        sock = std::move(fd);
-        break;
-      }
-      err.err = errno;
-      err.syscall = "connect(" + d.target.to_string() + ") from " + source.to_string();
-    }
-    // Two load balancers may carry the same client address and port: the second flow cannot
-    // bind it, so it goes out from the same address and another port.
-    if (attempt == 0 && err.err == EADDRINUSE && source.port() != 0) {
-      Counters::add(counters_.ephemeral_port_retries, 1);
-      source.set_port(0);
-      err = SocketError{};
-      continue;
-    }
-    break;
-  }
+  bool retried;
+  UniqueFd sock = open_upstream(o, &source, d.target, true, &retried, &err);
+  if (retried) Counters::add(counters_.ephemeral_port_retries, 1);
   if (!sock || !watch(sock.get(), EPOLLIN, &f->tag)) {
     if (sock) {
       err.err = errno;
@@ -325,8 +302,6 @@ void UdpWorker::admit(UdpFlow* f, const Decision& d) {
     return;
   }
   f->socket = std::move(sock);
-  f->source = source;
-  f->target = d.target;
   f->state = UdpFlow::State::kAdmitted;
   Counters::add(counters_.admitted, 1);
   send_queued(f);
