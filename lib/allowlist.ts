@@ -16,6 +16,7 @@
 import { readFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { AllowlistError } from './errors.js';
+import { formatIPv4, formatIPv6, parseIPv4, parseIPv6 } from './ip-address.js';
 
 const EXAMPLE = 'such as 192.0.2.0/24 or 2001:db8::/32, or a single address such as 192.0.2.7';
 
@@ -25,96 +26,11 @@ export const COMPILED_RECORD_SIZE = 18;
 // ---------------------------------------------------------------------------------------------
 // Address literals as four 32-bit words (network order across words). An IPv4 address is stored
 // as its mapped form ::ffff:a.b.c.d so that both spellings of an IPv4 peer compare equal.
-// These helpers are shared with options.ts and source-policy.ts; lib/ip-address.ts may take them
-// over later.
+// Parsing and printing are lib/ip-address.ts's; these adapters give options.ts and
+// source-policy.ts the word form the matchers use.
 
-const groups = new Uint16Array(8);
-
-function hexValue(c: number): number {
-  if (c >= 48 && c <= 57) return c - 48;
-  if (c >= 97 && c <= 102) return c - 87;
-  if (c >= 65 && c <= 70) return c - 55;
-  return -1;
-}
-
-/** Dotted-quad IPv4 in text[start, end) as an unsigned 32-bit number, or -1. Like Node, no leading zeros. */
-function parseV4(text: string, start: number, end: number): number {
-  let value = 0;
-  let parts = 0;
-  let i = start;
-  while (parts < 4) {
-    const first = i;
-    let part = 0;
-    while (i < end && i - first < 3) {
-      const c = text.charCodeAt(i);
-      if (c < 48 || c > 57) break;
-      part = part * 10 + (c - 48);
-      i++;
-    }
-    const digits = i - first;
-    if (digits === 0 || part > 255 || (digits > 1 && text.charCodeAt(first) === 48)) return -1;
-    value = value * 256 + part;
-    parts++;
-    if (parts < 4) {
-      if (i >= end || text.charCodeAt(i) !== 46) return -1;
-      i++;
-    }
-  }
-  return i === end ? value : -1;
-}
-
-/** IPv6 in text[start, end) into `groups`; false when it is not one. No zone index. */
-function parseV6(text: string, start: number, end: number): boolean {
-  let n = 0;
-  let gap = -1;
-  let i = start;
-  if (end - start >= 2 && text.charCodeAt(i) === 58 && text.charCodeAt(i + 1) === 58) {
-    gap = 0;
-    i += 2;
-  } else if (i < end && text.charCodeAt(i) === 58) {
-    return false;
-  }
-  while (i < end) {
-    if (n === 8) return false;
-    const first = i;
-    let value = 0;
-    while (i < end && i - first < 5) {
-      const h = hexValue(text.charCodeAt(i));
-      if (h < 0) break;
-      value = value * 16 + h;
-      i++;
-    }
-    if (i < end && text.charCodeAt(i) === 46) {
-      // An embedded IPv4 address takes the last two groups.
-      if (n > 6) return false;
-      const v4 = parseV4(text, first, end);
-      if (v4 < 0) return false;
-      groups[n++] = v4 >>> 16;
-      groups[n++] = v4 & 0xffff;
-      i = end;
-      break;
-    }
-    const digits = i - first;
-    if (digits === 0 || digits > 4) return false;
-    groups[n++] = value;
-    if (i === end) break;
-    if (text.charCodeAt(i) !== 58) return false;
-    i++;
-    if (i < end && text.charCodeAt(i) === 58) {
-      if (gap >= 0) return false;
-      gap = n;
-      i++;
-    } else if (i === end) {
-      return false;
-    }
-  }
-  if (gap < 0) return n === 8;
-  if (n > 7) return false;
-  const tail = n - gap;
-  for (let k = 0; k < tail; k++) groups[7 - k] = groups[n - 1 - k]!;
-  for (let k = gap; k < 8 - tail; k++) groups[k] = 0;
-  return true;
-}
+const wordBytes = new Uint8Array(16);
+const wordView = new DataView(wordBytes.buffer);
 
 /**
  * Parses an IP address literal into `out` (four words, network order); IPv4 is stored as
@@ -124,16 +40,18 @@ function parseV6(text: string, start: number, end: number): boolean {
  */
 export function parseIp(text: string, out: Uint32Array): 0 | 4 | 6 {
   if (text.length < 2 || text.length > 45) return 0;
-  const v4 = parseV4(text, 0, text.length);
-  if (v4 >= 0) {
+  const v4 = parseIPv4(text);
+  if (v4) {
     out[0] = 0;
     out[1] = 0;
     out[2] = 0xffff;
-    out[3] = v4;
+    out[3] = ((v4[0]! << 24) | (v4[1]! << 16) | (v4[2]! << 8) | v4[3]!) >>> 0;
     return 4;
   }
-  if (!parseV6(text, 0, text.length)) return 0;
-  for (let k = 0; k < 4; k++) out[k] = ((groups[2 * k]! << 16) | groups[2 * k + 1]!) >>> 0;
+  const v6 = parseIPv6(text);
+  if (!v6) return 0;
+  const view = new DataView(v6.buffer, v6.byteOffset, 16);
+  for (let k = 0; k < 4; k++) out[k] = view.getUint32(4 * k);
   return 6;
 }
 
@@ -144,59 +62,14 @@ export function isMapped(words: ArrayLike<number>): boolean {
 
 /** Dotted-quad text of an unsigned 32-bit IPv4 address. @internal */
 export function formatV4(v4: number): string {
-  return `${v4 >>> 24}.${(v4 >>> 16) & 255}.${(v4 >>> 8) & 255}.${v4 & 255}`;
+  wordView.setUint32(0, v4 >>> 0);
+  return formatIPv4(wordBytes);
 }
 
-/**
- * IPv6 text exactly as Node prints addresses (libuv's inet_ntop): lowercase, the longest run of
- * two or more zero groups compressed, ::ffff:a.b.c.d and ::a.b.c.d in dotted form.
- * @internal
- */
+/** IPv6 text exactly as Node prints addresses, from four words. @internal */
 export function formatV6(words: ArrayLike<number>): string {
-  const w: number[] = [];
-  for (let k = 0; k < 4; k++) {
-    const word = words[k]!;
-    w.push(word >>> 16, word & 0xffff);
-  }
-  let bestBase = -1;
-  let bestLen = 0;
-  let curBase = -1;
-  let curLen = 0;
-  for (let i = 0; i < 8; i++) {
-    if (w[i] === 0) {
-      if (curBase === -1) {
-        curBase = i;
-        curLen = 1;
-      } else {
-        curLen++;
-      }
-    } else if (curBase !== -1) {
-      if (bestBase === -1 || curLen > bestLen) {
-        bestBase = curBase;
-        bestLen = curLen;
-      }
-      curBase = -1;
-    }
-  }
-  if (curBase !== -1 && (bestBase === -1 || curLen > bestLen)) {
-    bestBase = curBase;
-    bestLen = curLen;
-  }
-  if (bestBase !== -1 && bestLen < 2) bestBase = -1;
-  let text = '';
-  for (let i = 0; i < 8; i++) {
-    if (bestBase !== -1 && i >= bestBase && i < bestBase + bestLen) {
-      if (i === bestBase) text += ':';
-      continue;
-    }
-    if (i !== 0) text += ':';
-    if (i === 6 && bestBase === 0 && (bestLen === 6 || (bestLen === 5 && w[5] === 0xffff))) {
-      return text + formatV4(words[3]!);
-    }
-    text += w[i]!.toString(16);
-  }
-  if (bestBase !== -1 && bestBase + bestLen === 8) text += ':';
-  return text;
+  for (let k = 0; k < 4; k++) wordView.setUint32(4 * k, words[k]! >>> 0);
+  return formatIPv6(wordBytes);
 }
 
 /** The 32-bit mask word for `bits` leading ones (0..32). */
