@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { loadNative, nativeUnavailableReason, NATIVE_INTERFACE_VERSION } from '../lib/native.js';
+import { runWithCapabilities } from './helpers/net.js';
 
 test('the addon loads and speaks the interface lib/ expects', () => {
   assert.equal(nativeUnavailableReason(), null);
@@ -20,17 +21,7 @@ test('without CAP_NET_ADMIN/CAP_NET_RAW the probe reports EPERM and names the ca
   const script =
     `import('${new URL('../lib/native.js', import.meta.url).href}')` +
     `.then(m => console.log(JSON.stringify(m.loadNative().probeTransparent(4))))`;
-  const r = spawnSync('setpriv', [
-    '--inh-caps=-all',
-    '--bounding-set=-all',
-    '--',
-    process.execPath,
-    '--input-type=module',
-    '-e',
-    script,
-  ]);
-  assert.equal(r.status, 0, r.stderr.toString());
-  const result = JSON.parse(r.stdout.toString());
+  const result = runWithCapabilities(script) as { ok: boolean; errno: number; syscall: string };
   assert.equal(result.ok, false);
   assert.equal(result.errno, 1);
   assert.equal(result.syscall, 'setsockopt(IPPROTO_IP, IP_TRANSPARENT, 1)');

@@ -2,8 +2,7 @@
 // spoofed connection with SO_MARK set; with neither, the proxy refuses to start (tcp-lifecycle).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { requireNamespace } from './helpers/net.js';
+import { requireNamespace, runWithCapabilities } from './helpers/net.js';
 
 requireNamespace();
 
@@ -38,13 +37,11 @@ for (const [cap, bit] of [
   ['net_admin', 12],
 ] as const) {
   test(`CAP_${cap.toUpperCase()} alone is enough (IP_TRANSPARENT and SO_MARK)`, () => {
-    const r = spawnSync(
-      'setpriv',
-      [`--bounding-set=-all,+${cap}`, '--', process.execPath, '--input-type=module', '-e', script],
-      { encoding: 'utf8', timeout: 20_000 },
-    );
-    assert.equal(r.status, 0, r.stderr);
-    const out = JSON.parse(r.stdout) as { echo: string; seen: string[]; capEff: string };
+    const out = runWithCapabilities(script, [cap]) as {
+      echo: string;
+      seen: string[];
+      capEff: string;
+    };
     assert.equal(
       BigInt(`0x${out.capEff}`),
       1n << BigInt(bit),

@@ -4,7 +4,6 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
-import { spawnSync } from 'node:child_process';
 import { createProxy } from '../lib/proxy.js';
 import {
   Upstream,
@@ -12,6 +11,7 @@ import {
   ending,
   openFds,
   requireNamespace,
+  runWithCapabilities,
   sleep,
   threadCount,
   until,
@@ -52,17 +52,11 @@ describe('listen()', () => {
         () => { console.log('listening'); return proxy.close(); },
         (e) => console.log(JSON.stringify({ code: e.code, syscall: e.syscall, message: e.message })),
       );`;
-    const r = spawnSync('setpriv', [
-      '--inh-caps=-all',
-      '--bounding-set=-all',
-      '--',
-      process.execPath,
-      '--input-type=module',
-      '-e',
-      script,
-    ]);
-    assert.equal(r.status, 0, r.stderr.toString());
-    const result = JSON.parse(r.stdout.toString());
+    const result = runWithCapabilities(script) as {
+      code: string;
+      syscall: string;
+      message: string;
+    };
     assert.equal(result.code, 'EPERM');
     assert.equal(result.syscall, 'setsockopt(IPPROTO_IP, IP_TRANSPARENT, 1)');
     assert.match(result.message, /CAP_NET_ADMIN/);

@@ -5,6 +5,7 @@ import { once } from 'node:events';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readdirSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 
 /** Fails the test early, with a clear message, when not run through test/run.js. */
 export function requireNamespace(): void {
@@ -167,4 +168,27 @@ export function receiveHashed(socket: net.Socket): Promise<{ hash: string; bytes
     socket.once('end', () => resolve({ hash: hash.digest('hex'), bytes }));
     socket.once('error', reject);
   });
+}
+
+/**
+ * Runs an ES module `script` in a child node that holds only the capabilities in `keep`
+ * (setpriv's names, e.g. ['net_raw']; none by default), and returns the JSON it printed.
+ */
+export function runWithCapabilities(script: string, keep: readonly string[] = []): unknown {
+  const caps = ['-all', ...keep.map((c) => `+${c}`)].join(',');
+  const r = spawnSync(
+    'setpriv',
+    [
+      `--inh-caps=-all`,
+      `--bounding-set=${caps}`,
+      '--',
+      process.execPath,
+      '--input-type=module',
+      '-e',
+      script,
+    ],
+    { encoding: 'utf8', timeout: 20_000 },
+  );
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout);
 }
