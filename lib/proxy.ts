@@ -89,6 +89,7 @@ export class Proxy extends EventEmitter<ProxyEvents> {
   #state: 'new' | 'starting' | 'listening' | 'closing' | 'closed' = 'new';
   #address: BoundAddress | null = null;
   #closed: Promise<void> | null = null;
+  #starting: Promise<void> | null = null; // listen()'s work, which close() lets finish first
   #local: { at: number; set: ReadonlySet<string> } = { at: 0, set: new Set() };
   #unref = false;
 
@@ -106,6 +107,11 @@ export class Proxy extends EventEmitter<ProxyEvents> {
       });
     }
     this.#state = 'starting';
+    this.#starting = this.#start();
+    return this.#starting;
+  }
+
+  async #start(): Promise<void> {
     try {
       for (const family of [4, 6] as const) {
         const probe = this.#addon.probeTransparent(family);
@@ -153,7 +159,8 @@ export class Proxy extends EventEmitter<ProxyEvents> {
       this.#state = 'closed';
       throw e;
     }
-    this.#state = 'listening';
+    // close() may have been called while the allowlist loaded; it waits for this promise.
+    if (this.#state === 'starting') this.#state = 'listening';
     this.emit('listening');
   }
 
@@ -212,17 +219,11 @@ export class Proxy extends EventEmitter<ProxyEvents> {
       if (drain === 0) this.#engine?.hurry();
       return this.#closed;
     }
-    if (this.#state === 'starting') {
-      // listen() is still loading the allowlist: close once it is done either way.
-      this.#closed = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
-        this.#closed = null;
-        return this.close(options);
-      });
-      return this.#closed;
-    }
-    const engine = this.#engine;
     this.#state = 'closing';
-    this.#closed = (engine ? engine.close(drain) : Promise.resolve()).then(() => {
+    // A listen() still under way (loading the allowlist) finishes first, whether it succeeds.
+    const started = this.#starting ? this.#starting.catch(() => {}) : Promise.resolve();
+    this.#closed = started.then(async () => {
+      if (this.#engine) await this.#engine.close(drain);
       this.#state = 'closed';
       this.emit('close');
     });

@@ -169,6 +169,25 @@ describe('close()', () => {
     await upstream.close();
   });
 
+  test('close() during listen() lets it finish, then closes: one promise, one close event', async () => {
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    const file = join(mkdtempSync(join(tmpdir(), 'mmproxy-')), 'allowed.txt');
+    writeFileSync(file, '127.0.0.0/8\n');
+    const threadsBefore = threadCount();
+    const proxy = createProxy({ listen: '127.0.0.1:0', allowedSubnetsFile: file, workers: 2 });
+    let closes = 0;
+    proxy.on('close', () => closes++);
+    const listening = proxy.listen(); // still reading the allowlist file
+    const closing = proxy.close();
+    assert.equal(proxy.close(), closing, 'the same promise each time');
+    await listening;
+    await closing;
+    assert.equal(closes, 1);
+    assert.equal(threadCount(), threadsBefore, 'the workers started by listen() are stopped');
+  });
+
   test('closing a proxy that never listened resolves and emits close', async () => {
     const proxy = createProxy({ listen: '127.0.0.1:0' });
     let closed = false;
