@@ -21,24 +21,22 @@ int64_t monotonic_us() {
   return int64_t(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
 }
 
-void Outbox::push(HeaderRecord&& r) {
-  bool first;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    first = batch_.empty();
-    batch_.headers.push_back(std::move(r));
-  }
-  if (first && notify_) notify_();
+bool Outbox::push(HeaderRecord&& r) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const bool first = batch_.empty();
+  batch_.headers.push_back(std::move(r));
+  return first;
 }
 
-void Outbox::push(ErrorRecord&& r) {
-  bool first;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    first = batch_.empty();
-    batch_.errors.push_back(std::move(r));
-  }
-  if (first && notify_) notify_();
+bool Outbox::push(ErrorRecord&& r) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const bool first = batch_.empty();
+  batch_.errors.push_back(std::move(r));
+  return first;
+}
+
+void Outbox::notify() {
+  if (notify_) notify_();
 }
 
 Outbox::Batch Outbox::take() {

@@ -71,8 +71,12 @@ class Outbox {
     bool empty() const { return headers.empty() && errors.empty(); }
   };
   void set_notify(std::function<void()> notify) { notify_ = std::move(notify); }
-  void push(HeaderRecord&& r);
-  void push(ErrorRecord&& r);
+  // Any thread: add a record. True when the batch was empty before: the caller then owes one
+  // notify(), which it may hold back until the end of its round of events so that JavaScript is
+  // woken once for all the records of the round, not once per record.
+  bool push(HeaderRecord&& r);
+  bool push(ErrorRecord&& r);
+  void notify();
   Batch take();
 
  private:

@@ -101,8 +101,10 @@ void TcpWorker::run() {
     // Closed sessions are freed only now, after the whole batch: a later event of the same batch
     // may still point at them, and closing after the batch keeps close() off the request path.
     reap();
+    flush_hand_offs();
   }
   reap();
+  flush_hand_offs();
   sessions_.clear();
   pipes_.clear();
 }
@@ -264,7 +266,7 @@ void TcpWorker::read_header(TcpSession* s, bool peer_closed) {
   r.bytes.assign(scratch_.data(), scratch_.data() + take);
   s->set_state(SessionState::kPending);
   s->set_asked_us(monotonic_us());
-  engine_.outbox().push(std::move(r));
+  hand_off(std::move(r));
 }
 
 void TcpWorker::admit(TcpSession* s, const Decision& d) {
@@ -374,7 +376,7 @@ void TcpWorker::report_upstream_failure(TcpSession* s, int err, const std::strin
   r.syscall = syscall;
   r.source = source;
   r.address = target;
-  engine_.outbox().push(std::move(r));
+  hand_off(std::move(r));
 }
 
 void TcpWorker::expire_headers(int64_t now) {

@@ -35,6 +35,10 @@ struct UdpFlow {
   UniqueFd socket;         // transparent, bound to the client, connected to the target
   std::vector<std::vector<uint8_t>> queue;  // payloads that arrived while pending
   int64_t last_active_ms = 0;
+  // Replies: read one at a time until the flow is ready again in the very next round of events,
+  // then in batches until a batch finds only one.
+  bool bursty = false;
+  uint64_t single_read_round = 0;
   int64_t linked_ms = 0;  // when it last moved to the newest end of the list
   UdpFlow* older = nullptr;
   UdpFlow* newer = nullptr;

@@ -61,6 +61,7 @@ void UdpWorker::run() {
   while (!closing_) {
     int n = epoll_wait(epoll_.get(), events, kMaxEvents, epoll_timeout(monotonic_ms()));
     now_ms_ = monotonic_ms();
+    event_round_++;
     for (int i = 0; i < n && !closing_; i++) {
       auto* tag = static_cast<EpollTag*>(events[i].data.ptr);
       switch (tag->kind) {
@@ -79,6 +80,7 @@ void UdpWorker::run() {
     }
     flush_replies();
     expire(now_ms_);
+    flush_hand_offs();
   }
   // A datagram proxy has nothing to drain: flows end with the proxy.
   while (UdpFlow* f = flows_.oldest()) close_flow(f);
@@ -177,7 +179,7 @@ void UdpWorker::read_listener(int li) {
         r.peer = peer;
         r.local = engine_.local_address();
         r.bytes.assign(data, data + h.length);
-        engine_.outbox().push(std::move(r));
+        hand_off(std::move(r));
         continue;
       }
       flows_.touch(f, now);
@@ -237,6 +239,12 @@ void UdpWorker::send_staged(UdpFlow* f, int count) {
     }
   }
   // A datagram the kernel will not take now (a full socket buffer) is dropped, as UDP does.
+  if (count == 1) {
+    // The usual case with many flows: send() copies no message header or iovec array in.
+    ssize_t r = send(f->socket.get(), out_iov_[0].iov_base, out_iov_[0].iov_len, MSG_DONTWAIT);
+    Counters::add(r >= 0 ? counters_.datagrams_to_upstreams : counters_.datagrams_dropped, 1);
+    return;
+  }
   int sent = sendmmsg(f->socket.get(), out_.data(), unsigned(count), MSG_DONTWAIT);
   int ok = sent < 0 ? 0 : sent;
   Counters::add(counters_.datagrams_to_upstreams, uint64_t(ok));
@@ -298,7 +306,7 @@ void UdpWorker::admit(UdpFlow* f, const Decision& d) {
     r.syscall = err.syscall;
     r.source = source;
     r.address = d.target;
-    engine_.outbox().push(std::move(r));
+    hand_off(std::move(r));
     return;
   }
   f->socket = std::move(sock);
@@ -323,6 +331,31 @@ void UdpWorker::send_queued(UdpFlow* f) {
 void UdpWorker::read_flow(UdpFlow* f) {
   // Replies are read straight into the reply batch, which flush_replies() sends once per round of
   // events: one sendmmsg for the replies of many flows, instead of one per flow.
+  if (reply_count_ == kBatch) flush_replies();
+  if (!f->bursty) {
+    // Most flows have one reply waiting (a request, its answer). One recv() takes it; recvmmsg()
+    // would copy message headers in and then try again for a second datagram. Should more be
+    // waiting, the flow is ready again at the next epoll_wait (level-triggered) and is read in
+    // batches from then on.
+    if (f->single_read_round == event_round_ - 1) {
+      f->bursty = true;
+    } else {
+      f->single_read_round = event_round_;
+      const int i = reply_count_;
+      ssize_t len = recv(f->socket.get(), reply_buffers_.data() + size_t(i) * kDatagramMax,
+                         kDatagramMax, MSG_DONTWAIT);
+      if (len < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+          Counters::add(counters_.icmp_errors, 1);  // as below
+        return;
+      }
+      Counters::add(counters_.datagrams_from_upstreams, 1);
+      queue_reply(f, i, size_t(len));
+      reply_count_++;
+      flows_.touch(f, now_ms_);
+      return;
+    }
+  }
   for (int round = 0; round < 8; round++) {
     if (reply_count_ == kBatch) flush_replies();
     const int room = kBatch - reply_count_;
@@ -334,6 +367,7 @@ void UdpWorker::read_flow(UdpFlow* f) {
     }
     int n = recvmmsg(f->socket.get(), &replies_[size_t(reply_count_)], unsigned(room), MSG_DONTWAIT,
                      nullptr);
+    if (round == 0 && n == 1) f->bursty = false;  // back to one recv() per event
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
       // ECONNREFUSED, EHOSTUNREACH…: an ICMP error from the target. The error is consumed by
@@ -343,17 +377,22 @@ void UdpWorker::read_flow(UdpFlow* f) {
     }
     if (n == 0) return;
     Counters::add(counters_.datagrams_from_upstreams, uint64_t(n));
-    for (int i = reply_count_; i < reply_count_ + n; i++) {
-      reply_iov_[i].iov_len = replies_[i].msg_len;
-      reply_to_[i] = f->key.load_balancer;
-      replies_[i].msg_hdr.msg_name = &reply_to_[i].storage;
-      replies_[i].msg_hdr.msg_namelen = f->key.load_balancer.len;
-      reply_listener_[i] = f->listener_index;
-    }
+    for (int i = reply_count_; i < reply_count_ + n; i++) queue_reply(f, i, replies_[i].msg_len);
     reply_count_ += n;
     flows_.touch(f, now_ms_);
     if (n < room) return;
   }
+}
+
+void UdpWorker::queue_reply(UdpFlow* f, int i, size_t len) {
+  reply_iov_[i] = {reply_buffers_.data() + size_t(i) * kDatagramMax, len};
+  replies_[i].msg_hdr = msghdr{};
+  replies_[i].msg_hdr.msg_iov = &reply_iov_[i];
+  replies_[i].msg_hdr.msg_iovlen = 1;
+  reply_to_[i] = f->key.load_balancer;
+  replies_[i].msg_hdr.msg_name = &reply_to_[i].storage;
+  replies_[i].msg_hdr.msg_namelen = f->key.load_balancer.len;
+  reply_listener_[i] = f->listener_index;
 }
 
 void UdpWorker::flush_replies() {

@@ -28,6 +28,7 @@ class UdpWorker : public WorkerThread {
   void stop_reading();
   void read_listener(int listener_index);
   void read_flow(UdpFlow* flow);
+  void queue_reply(UdpFlow* flow, int slot, size_t len);  // replies_[slot] goes to flow's LB
   void flush_replies();
   // Sends replies [start, end) through lfd with UDP GSO where they can be grouped; false when the
   // kernel refuses GSO (the caller then sends them plainly).
@@ -76,7 +77,8 @@ class UdpWorker : public WorkerThread {
   std::vector<mmsghdr> gso_msgs_;
   std::vector<int> gso_counts_;
   std::vector<char> gso_control_;
-  int64_t now_ms_ = 0;  // read once per round of events
+  int64_t now_ms_ = 0;        // read once per round of events
+  uint64_t event_round_ = 1;  // counts the rounds of events
 };
 
 }  // namespace mmproxy

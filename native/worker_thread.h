@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "counters.h"
@@ -50,6 +51,17 @@ class WorkerThread {
   void take_inbox(std::vector<Decision>* batch, int64_t* deadline);
   // Worker thread: add fd to epoll_ with the tag; false (errno set) on failure.
   bool watch(int fd, uint32_t events, EpollTag* tag);
+  // Worker thread: hand a record to JavaScript. It is woken by flush_hand_offs(), which the loop
+  // calls at the end of each round of events: one wake-up for the round's records.
+  template <class Record>
+  void hand_off(Record&& r) {
+    if (engine_.outbox().push(std::forward<Record>(r))) notify_owed_ = true;
+  }
+  void flush_hand_offs() {
+    if (!notify_owed_) return;
+    notify_owed_ = false;
+    engine_.outbox().notify();
+  }
 
   Engine& engine_;
   const int index_;
@@ -63,6 +75,7 @@ class WorkerThread {
   std::mutex inbox_mu_;
   std::vector<Decision> inbox_;
   int64_t close_deadline_ms_ = -1;  // -1: not closing
+  bool notify_owed_ = false;        // records handed off since the last flush_hand_offs()
 };
 
 }  // namespace mmproxy

@@ -152,6 +152,43 @@ describe('datagrams', () => {
     assert.equal(up4.seen.length, before);
   });
 
+  test('bursts of replies and single replies on one flow all reach the load balancer in order', async () => {
+    // An upstream that answers "burst N" with N datagrams sent back to back, and anything else
+    // with one: the proxy reads a lone reply with one recv() and switches to batches (and back)
+    // as the flow's replies come in bursts or alone.
+    const bursty = dgram.createSocket('udp4');
+    bursty.bind(0, '127.0.0.1');
+    await once(bursty, 'listening');
+    bursty.on('message', (msg, rinfo) => {
+      const m = /^burst (\d+) (\w+)$/.exec(msg.toString());
+      if (!m) return bursty.send(msg, rinfo.port, rinfo.address);
+      for (let i = 0; i < Number(m[1]); i++) bursty.send(`${m[2]}-${i}`, rinfo.port, rinfo.address);
+    });
+    const own = await startProxy({ target4: `127.0.0.1:${bursty.address().port}` });
+    const client = await LoadBalancer.start();
+    try {
+      const expected: string[] = [];
+      const header = udp4('192.0.2.40', 7100);
+      for (const [round, size] of [1, 200, 1, 1, 150, 1].entries()) {
+        const name = `r${round}`;
+        if (size === 1) {
+          client.send(own.port, header, name);
+          expected.push(name);
+        } else {
+          client.send(own.port, header, `burst ${size} ${name}`);
+          for (let i = 0; i < size; i++) expected.push(`${name}-${i}`);
+        }
+        await until(() => client.replies.length >= expected.length, `the replies of ${name}`);
+      }
+      assert.deepEqual(client.replies, expected);
+      assert.equal(own.proxy.stats().udp.datagramsDropped, 0);
+    } finally {
+      client.close();
+      bursty.close();
+      await own.proxy.close();
+    }
+  });
+
   test('a source that must never be spoofed is refused once; its later datagrams stay native', async () => {
     const before = proxy.stats();
     let rejects = 0;
