@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { UdpStats } from './proxy-types.js';
 
 /** The version of the JS ↔ native interface this build of lib/ speaks. */
-export const NATIVE_INTERFACE_VERSION = 1;
+export const NATIVE_INTERFACE_VERSION = 2;
 
 export interface ProbeResult {
   ok: boolean;
@@ -34,14 +34,14 @@ export interface NativeEngineConfig {
   maxFlows: number;
 }
 
-/** [id, peerAddress, peerPort, localAddress, localPort, headerBytes] */
-export type NativeHeaderRecord = [number, string, number, string, number, Buffer];
 /** [id, errno (positive), syscall, sourceAddress, sourcePort, targetAddress, targetPort]:
  * an admitted connection's upstream could not be opened. */
 export type NativeErrorRecord = [number, number, string, string, number, string, number];
 /** Reject: [id, reasonIndex]. Admit: [id, -1, sourceAddress, sourcePort, targetAddress, targetPort, mark]. */
 export type NativeDecision =
   [number, number] | [number, -1, string, number, string, number, number];
+/** Decisions one after the other in one flat array, as `decide()` takes them. */
+export type NativeDecisionList = (string | number)[];
 
 /** The order of native/counters.h's RejectReason: decisions carry the index. */
 export const NATIVE_REJECT_REASONS = [
@@ -76,7 +76,7 @@ export type NativeUdpStats = UdpStats;
 export interface NativeEngine {
   /** Opens the listeners and starts the workers; throws an Error with errno/syscall/address/port. */
   listen(): NativeEndpoint & { family: 'IPv4' | 'IPv6' };
-  decide(decisions: NativeDecision[]): void;
+  decide(decisions: NativeDecisionList): void;
   setAllowlist(table: Uint8Array | null): void;
   stats(): NativeStats;
   /** Stops accepting now, drains up to drainMs, joins the workers. */
@@ -100,7 +100,16 @@ export interface NativeAddon {
   ): Promise<ProbeResult>;
   Engine: new (
     config: NativeEngineConfig,
-    onBatch: (headers: NativeHeaderRecord[], errors: NativeErrorRecord[]) => void,
+    /**
+     * A batch of header records and upstream errors. Header record i: its id, peer port, and its
+     * header's offset and length in `bytes` are meta[4i..4i+3]; its peer address is addresses[i].
+     */
+    onBatch: (
+      meta: Float64Array,
+      addresses: string[],
+      bytes: Buffer,
+      errors: NativeErrorRecord[],
+    ) => void,
   ) => NativeEngine;
 }
 

@@ -12,7 +12,7 @@ import {
   type NativeDecision,
   type NativeEngine,
   type NativeErrorRecord,
-  type NativeHeaderRecord,
+  type NativeDecisionList,
 } from './native.js';
 import {
   loadAllowlist,
@@ -137,7 +137,7 @@ export class Proxy extends EventEmitter<ProxyEvents> {
           closeAfterMs: Math.round(o.closeAfter * 1000),
           maxFlows: o.maxFlows,
         },
-        (headers, errors) => this.#onBatch(headers, errors),
+        (meta, addresses, bytes, errors) => this.#onBatch(meta, addresses, bytes, errors),
       );
       engine.setAllowlist(this.#allowlist ? this.#allowlist.compile() : null);
       let bound;
@@ -250,13 +250,21 @@ export class Proxy extends EventEmitter<ProxyEvents> {
     return this.#local.set;
   }
 
-  #onBatch(headers: NativeHeaderRecord[], errors: NativeErrorRecord[]): void {
+  #onBatch(
+    meta: Float64Array,
+    addresses: string[],
+    bytes: Buffer,
+    errors: NativeErrorRecord[],
+  ): void {
     const engine = this.#engine;
     if (!engine) return;
-    const decisions: NativeDecision[] = [];
-    for (const record of headers) {
-      const decision = this.#decide(record, (late) => engine.decide([late]));
-      if (decision) decisions.push(decision);
+    const decisions: NativeDecisionList = [];
+    const later = (late: NativeDecision): void => engine.decide(late);
+    for (let i = 0; i < addresses.length; i++) {
+      const offset = meta[4 * i + 2]!;
+      const header = bytes.subarray(offset, offset + meta[4 * i + 3]!);
+      const decision = this.#decide(meta[4 * i]!, addresses[i]!, meta[4 * i + 1]!, header, later);
+      if (decision) for (const field of decision) decisions.push(field);
     }
     if (decisions.length > 0) engine.decide(decisions);
     for (const [id, errno, syscall, sourceAddress, sourcePort, address, port] of errors) {
@@ -287,8 +295,13 @@ export class Proxy extends EventEmitter<ProxyEvents> {
   }
 
   /** One connection's decision; null when an async route hook will answer through `later`. */
-  #decide(record: NativeHeaderRecord, later: (d: NativeDecision) => void): NativeDecision | null {
-    const [id, peerAddress, peerPort, , , bytes] = record;
+  #decide(
+    id: number,
+    peerAddress: string,
+    peerPort: number,
+    bytes: Uint8Array,
+    later: (d: NativeDecision) => void,
+  ): NativeDecision | null {
     const loadBalancer = { address: unmapped(peerAddress), port: peerPort };
     const udp = this.options.protocol === 'udp';
     let header: ProxyHeader;

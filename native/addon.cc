@@ -9,7 +9,7 @@ namespace mmproxy {
 
 namespace {
 
-constexpr int kInterfaceVersion = 1;
+constexpr int kInterfaceVersion = 2;
 
 Napi::Value ProbeTransparent(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();

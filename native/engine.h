@@ -38,7 +38,6 @@ struct EngineConfig {
 struct HeaderRecord {
   double id;
   SockAddr peer;
-  SockAddr local;
   std::vector<uint8_t> bytes;
 };
 

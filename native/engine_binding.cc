@@ -93,22 +93,38 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return endpoint_to_js(env, engine_->local_address());
   }
 
+  // The batch goes to JavaScript as onBatch(meta, addresses, headerBytes, errors): per header
+  // record meta holds [id, peerPort, offset, length] (offset and length into headerBytes) and
+  // addresses the peer's address. Few objects cross per record: a batch usually comes from one
+  // load balancer, whose address string is made once.
   void Deliver(Napi::Env env, Napi::Function fn) {
     if (env == nullptr) return;
     Outbox::Batch batch = engine_->outbox().take();
     if (batch.empty()) return;
     Napi::HandleScope scope(env);
-    Napi::Array headers = Napi::Array::New(env, batch.headers.size());
-    for (size_t i = 0; i < batch.headers.size(); i++) {
-      HeaderRecord& r = batch.headers[i];
-      Napi::Array rec = Napi::Array::New(env, 6);
-      rec.Set(uint32_t(0), Napi::Number::New(env, r.id));
-      rec.Set(uint32_t(1), Napi::String::New(env, r.peer.ip_string()));
-      rec.Set(uint32_t(2), Napi::Number::New(env, r.peer.port()));
-      rec.Set(uint32_t(3), Napi::String::New(env, r.local.ip_string()));
-      rec.Set(uint32_t(4), Napi::Number::New(env, r.local.port()));
-      rec.Set(uint32_t(5), Napi::Buffer<uint8_t>::Copy(env, r.bytes.data(), r.bytes.size()));
-      headers.Set(uint32_t(i), rec);
+    const size_t count = batch.headers.size();
+    size_t total = 0;
+    for (const HeaderRecord& r : batch.headers) total += r.bytes.size();
+    Napi::Float64Array meta = Napi::Float64Array::New(env, count * 4);
+    Napi::Buffer<uint8_t> bytes = Napi::Buffer<uint8_t>::New(env, total);
+    Napi::Array addresses = Napi::Array::New(env, count);
+    double* m = meta.Data();
+    size_t offset = 0;
+    Napi::String last_address;
+    const SockAddr* last_peer = nullptr;
+    for (size_t i = 0; i < count; i++) {
+      const HeaderRecord& r = batch.headers[i];
+      m[4 * i] = r.id;
+      m[4 * i + 1] = r.peer.port();
+      m[4 * i + 2] = double(offset);
+      m[4 * i + 3] = double(r.bytes.size());
+      if (!r.bytes.empty()) std::memcpy(bytes.Data() + offset, r.bytes.data(), r.bytes.size());
+      offset += r.bytes.size();
+      if (last_peer == nullptr || !last_peer->same_ip(r.peer)) {
+        last_address = Napi::String::New(env, r.peer.ip_string());
+        last_peer = &r.peer;
+      }
+      addresses.Set(uint32_t(i), last_address);
     }
     Napi::Array errors = Napi::Array::New(env, batch.errors.size());
     for (size_t i = 0; i < batch.errors.size(); i++) {
@@ -123,10 +139,11 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       rec.Set(uint32_t(6), Napi::Number::New(env, r.address.port()));
       errors.Set(uint32_t(i), rec);
     }
-    fn.Call({headers, errors});
+    fn.Call({meta, addresses, bytes, errors});
   }
 
-  // decide([[id, reason]] for rejects, [id, -1, srcAddr, srcPort, dstAddr, dstPort, mark] admits)
+  // decide(flat): one array of decisions one after the other, [id, reason] for a reject and
+  // [id, -1, sourceAddress, sourcePort, targetAddress, targetPort, mark] for an admit.
   Napi::Value Decide(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!info[0].IsArray()) {
@@ -134,30 +151,57 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       return env.Undefined();
     }
     Napi::Array list = info[0].As<Napi::Array>();
+    const uint32_t length = list.Length();
+    auto number = [&](uint32_t i) -> double {
+      Napi::Value v = list.Get(i);
+      return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -2;
+    };
+    auto malformed = [&] {
+      Napi::TypeError::New(env, "decide(): malformed decision list").ThrowAsJavaScriptException();
+      return env.Undefined();
+    };
     std::vector<Decision> out;
-    out.reserve(list.Length());
-    for (uint32_t i = 0; i < list.Length(); i++) {
-      Napi::Array rec = list.Get(i).As<Napi::Array>();
+    std::string src, dst, last_src, last_dst;
+    SockAddr last_source, last_target;
+    for (uint32_t i = 0; i < length;) {
       Decision d;
-      d.id = uint64_t(rec.Get(uint32_t(0)).As<Napi::Number>().DoubleValue());
-      int reason = rec.Get(uint32_t(1)).As<Napi::Number>().Int32Value();
+      if (i + 2 > length) return malformed();
+      d.id = uint64_t(number(i));
+      const int reason = int(number(i + 1));
       if (reason >= 0) {
         d.admit = false;
         d.reason = reason;
+        i += 2;
       } else {
+        if (i + 7 > length || !list.Get(i + 2).IsString() || !list.Get(i + 4).IsString())
+          return malformed();
+        src = list.Get(i + 2).As<Napi::String>().Utf8Value();
+        dst = list.Get(i + 4).As<Napi::String>().Utf8Value();
+        const double src_port = number(i + 3), dst_port = number(i + 5);
         d.admit = true;
-        std::string src = rec.Get(uint32_t(2)).As<Napi::String>().Utf8Value();
-        uint32_t src_port = rec.Get(uint32_t(3)).As<Napi::Number>().Uint32Value();
-        std::string dst = rec.Get(uint32_t(4)).As<Napi::String>().Utf8Value();
-        uint32_t dst_port = rec.Get(uint32_t(5)).As<Napi::Number>().Uint32Value();
-        d.mark = rec.Get(uint32_t(6)).As<Napi::Number>().Uint32Value();
-        if (src_port > 65535 || dst_port > 65535 ||
-            !SockAddr::parse(src.c_str(), uint16_t(src_port), &d.source) ||
-            !SockAddr::parse(dst.c_str(), uint16_t(dst_port), &d.target)) {
+        d.mark = uint32_t(number(i + 6));
+        // Consecutive decisions mostly share their target (and, for LOCAL, their source).
+        bool ok = src_port >= 0 && src_port <= 65535 && dst_port >= 0 && dst_port <= 65535;
+        if (ok && src == last_src && !last_src.empty()) {
+          d.source = last_source;
+          d.source.set_port(uint16_t(src_port));
+        } else if (ok && (ok = SockAddr::parse(src.c_str(), uint16_t(src_port), &d.source))) {
+          last_src = src;
+          last_source = d.source;
+        }
+        if (ok && dst == last_dst && !last_dst.empty()) {
+          d.target = last_target;
+          d.target.set_port(uint16_t(dst_port));
+        } else if (ok && (ok = SockAddr::parse(dst.c_str(), uint16_t(dst_port), &d.target))) {
+          last_dst = dst;
+          last_target = d.target;
+        }
+        if (!ok) {
           Napi::TypeError::New(env, "decide(): bad address in decision for " + src + " -> " + dst)
               .ThrowAsJavaScriptException();
           return env.Undefined();
         }
+        i += 7;
       }
       out.push_back(std::move(d));
     }

@@ -40,6 +40,17 @@ bool SockAddr::is_v4_mapped() const {
   return IN6_IS_ADDR_V4MAPPED(&reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_addr);
 }
 
+bool SockAddr::same_ip(const SockAddr& other) const {
+  if (family() != other.family()) return false;
+  if (family() == AF_INET)
+    return std::memcmp(&reinterpret_cast<const sockaddr_in*>(&storage)->sin_addr,
+                       &reinterpret_cast<const sockaddr_in*>(&other.storage)->sin_addr, 4) == 0;
+  if (family() == AF_INET6)
+    return std::memcmp(&reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_addr,
+                       &reinterpret_cast<const sockaddr_in6*>(&other.storage)->sin6_addr, 16) == 0;
+  return true;
+}
+
 bool SockAddr::parse(const char* ip, uint16_t port, SockAddr* out) {
   *out = SockAddr{};
   auto* v4 = reinterpret_cast<sockaddr_in*>(&out->storage);

@@ -24,6 +24,8 @@ struct SockAddr {
   std::string to_string() const;
   // True for ::ffff:a.b.c.d.
   bool is_v4_mapped() const;
+  // Same family and address; the port and the sockaddr padding are not compared.
+  bool same_ip(const SockAddr& other) const;
 
   // Parses a literal IPv4 or IPv6 address (no brackets) and a port. Returns false if malformed.
   static bool parse(const char* ip, uint16_t port, SockAddr* out);

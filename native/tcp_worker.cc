@@ -262,7 +262,6 @@ void TcpWorker::read_header(TcpSession* s, bool peer_closed) {
   HeaderRecord r;
   r.id = double(s->id());
   r.peer = s->peer();
-  r.local = s->local();
   r.bytes.assign(scratch_.data(), scratch_.data() + take);
   s->set_state(SessionState::kPending);
   s->set_asked_us(monotonic_us());

@@ -24,12 +24,7 @@ size_t hash_addr(const SockAddr& a, size_t h) {
 }
 
 bool same_addr(const SockAddr& a, const SockAddr& b) {
-  if (a.family() != b.family() || a.port() != b.port()) return false;
-  if (a.family() == AF_INET)
-    return std::memcmp(&reinterpret_cast<const sockaddr_in*>(&a.storage)->sin_addr,
-                       &reinterpret_cast<const sockaddr_in*>(&b.storage)->sin_addr, 4) == 0;
-  return std::memcmp(&reinterpret_cast<const sockaddr_in6*>(&a.storage)->sin6_addr,
-                     &reinterpret_cast<const sockaddr_in6*>(&b.storage)->sin6_addr, 16) == 0;
+  return a.port() == b.port() && a.same_ip(b);
 }
 
 }  // namespace

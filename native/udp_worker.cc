@@ -177,7 +177,6 @@ void UdpWorker::read_listener(int li) {
         HeaderRecord r;
         r.id = double(f->id);
         r.peer = peer;
-        r.local = engine_.local_address();
         r.bytes.assign(data, data + h.length);
         hand_off(std::move(r));
         continue;
