@@ -221,6 +221,15 @@ async function run(c: Contender<Name>, phase: Phase, samples: Samples): Promise<
     // Each direction's datagram counts once: the proxy reads and writes each one.
     if (pid !== undefined)
       record(samples, c.name, `${key}:cpuUsPerDgram`, (cpu / (r.upstream! + r.received!)) * 1e6);
+    // What the generator's core spends per datagram: the same generator and echo cost more
+    // behind a proxy (their datagrams go to and come from another core, and the echo answers
+    // one socket per flow instead of one socket in all).
+    record(
+      samples,
+      c.name,
+      `${key}:genUsPerDgram`,
+      ((genBusy * secs) / (r.upstream! + r.received!)) * 1e6,
+    );
     if (r.flowsAnswered! < n)
       console.log(`  ${c.name}: only ${r.flowsAnswered} of ${n} flows answered in the warm-up`);
     line = `↑ ${Math.round(up)}/s ↓ ${Math.round(down)}/s`;
@@ -272,6 +281,11 @@ function rows(newCount: number): Row[] {
         digits: 2,
       },
       { metric: `${k}:genBusy`, label: `  CPU ${GEN_CPU} busy (generator + echo)`, digits: 2 },
+      {
+        metric: `${k}:genUsPerDgram`,
+        label: `  CPU ${GEN_CPU} µs per datagram (generator + echo, ↑ and ↓ each count)`,
+        digits: 2,
+      },
       { metric: `${k}:lossPct`, label: '  lost % of sent', digits: 3 },
       {
         metric: `${k}:proxyDrops`,
