@@ -40,6 +40,14 @@ bool SockAddr::is_v4_mapped() const {
   return IN6_IS_ADDR_V4MAPPED(&reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_addr);
 }
 
+bool SockAddr::is_unspecified() const {
+  if (family() == AF_INET)
+    return reinterpret_cast<const sockaddr_in*>(&storage)->sin_addr.s_addr == htonl(INADDR_ANY);
+  if (family() == AF_INET6)
+    return IN6_IS_ADDR_UNSPECIFIED(&reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_addr);
+  return false;
+}
+
 bool SockAddr::same_ip(const SockAddr& other) const {
   if (family() != other.family()) return false;
   if (family() == AF_INET)

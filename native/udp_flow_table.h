@@ -32,7 +32,10 @@ struct UdpFlow {
   FlowKey key;
   State state = State::kPending;
   int listener_index = 0;  // the socket the flow arrived on; replies leave from it
-  UniqueFd socket;         // transparent, bound to the client, connected to the target
+  // The address the load balancer sent the flow's first datagram to, when the listener is bound
+  // to a wildcard (replies must leave from it); len 0 otherwise.
+  SockAddr local;
+  UniqueFd socket;  // transparent, bound to the client, connected to the target
   std::vector<std::vector<uint8_t>> queue;  // payloads that arrived while pending
   int64_t last_active_ms = 0;
   // Replies: read one at a time until the flow is ready again in the very next round of events,

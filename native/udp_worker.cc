@@ -1,6 +1,7 @@
 // UdpWorker: a relay thread for UDP. Worker thread unless udp_worker.h says otherwise.
 #include "udp_worker.h"
 
+#include <netinet/in.h>
 #include <netinet/udp.h>
 #include <sys/epoll.h>
 
@@ -39,6 +40,26 @@ int UdpWorker::setup(SocketError* err) {
     }
     owned_listeners_.push_back(int(i));
   }
+  // A listener bound to 0.0.0.0 or :: learns each datagram's destination (IP_PKTINFO), so that
+  // replies leave from the address the load balancer sent to and not from one routing picks: on
+  // a host with several addresses the load balancer would drop a reply from another one.
+  pktinfo_ = engine_.config().listen.is_unspecified();
+  if (pktinfo_) {
+    const int one = 1;
+    for (int i : owned_listeners_) {
+      const int fd = listeners[size_t(i)].get();
+      bool ok = setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one) == 0;
+      if (engine_.config().listen.family() == AF_INET6)
+        ok = setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one) == 0 && ok;
+      if (!ok) {
+        err->err = errno;
+        err->syscall = "setsockopt(IP_PKTINFO / IPV6_RECVPKTINFO, udp listener)";
+        return -err->err;
+      }
+    }
+    in_control_.resize(size_t(kBatch) * kPktinfoControlSize);
+    reply_control_.resize(size_t(kBatch) * kPktinfoControlSize);
+  }
   buffers_.resize(size_t(kBatch) * kDatagramMax);
   in_.resize(kBatch);
   in_iov_.resize(kBatch);
@@ -52,7 +73,8 @@ int UdpWorker::setup(SocketError* err) {
   reply_listener_.resize(kBatch);
   gso_msgs_.resize(kBatch);
   gso_counts_.resize(kBatch);
-  gso_control_.resize(size_t(kBatch) * kSegmentControlSize);
+  gso_control_.resize(size_t(kBatch) * kReplyControlSize);
+  reply_from_.resize(kBatch);
   return 0;
 }
 
@@ -127,6 +149,10 @@ void UdpWorker::read_listener(int li) {
       in_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
       in_[i].msg_hdr.msg_iov = &in_iov_[i];
       in_[i].msg_hdr.msg_iovlen = 1;
+      if (pktinfo_) {
+        in_[i].msg_hdr.msg_control = in_control_.data() + size_t(i) * kPktinfoControlSize;
+        in_[i].msg_hdr.msg_controllen = kPktinfoControlSize;
+      }
     }
     int n = recvmmsg(lfd, in_.data(), kBatch, MSG_DONTWAIT, nullptr);
     if (n <= 0) return;
@@ -161,6 +187,7 @@ void UdpWorker::read_listener(int li) {
         flow->id = (uint64_t(index_) << 40) | (++seq_ & ((uint64_t(1) << 40) - 1));
         flow->key = key;
         flow->listener_index = li;
+        if (pktinfo_) packet_destination(in_[i].msg_hdr, &flow->local);
         flow->last_active_ms = now;
         flow->tag.kind = EpollTag::kFlow;
         flow->tag.object = flow.get();
@@ -392,6 +419,67 @@ void UdpWorker::queue_reply(UdpFlow* f, int i, size_t len) {
   replies_[i].msg_hdr.msg_name = &reply_to_[i].storage;
   replies_[i].msg_hdr.msg_namelen = f->key.load_balancer.len;
   reply_listener_[i] = f->listener_index;
+  reply_from_[i] = f->local;
+  if (f->local.len > 0) {
+    msghdr& m = replies_[i].msg_hdr;
+    m.msg_control = reply_control_.data() + size_t(i) * kPktinfoControlSize;
+    m.msg_controllen = kPktinfoControlSize;
+    m.msg_controllen = put_source(CMSG_FIRSTHDR(&m), f->local);
+  }
+}
+
+void UdpWorker::packet_destination(msghdr& m, SockAddr* out) const {
+  const bool v6 = engine_.config().listen.family() == AF_INET6;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+    if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+      in_pktinfo info;
+      std::memcpy(&info, CMSG_DATA(c), sizeof info);
+      *out = SockAddr{};
+      if (v6) {
+        // IPv4 on a dual-stack socket: kept as ::ffff:a.b.c.d, the form the socket sends from.
+        auto* a = reinterpret_cast<sockaddr_in6*>(&out->storage);
+        a->sin6_family = AF_INET6;
+        a->sin6_addr.s6_addr[10] = a->sin6_addr.s6_addr[11] = 0xff;
+        std::memcpy(&a->sin6_addr.s6_addr[12], &info.ipi_addr, 4);
+        out->len = sizeof(sockaddr_in6);
+      } else {
+        auto* a = reinterpret_cast<sockaddr_in*>(&out->storage);
+        a->sin_family = AF_INET;
+        a->sin_addr = info.ipi_addr;
+        out->len = sizeof(sockaddr_in);
+      }
+      return;
+    }
+    if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+      in6_pktinfo info;
+      std::memcpy(&info, CMSG_DATA(c), sizeof info);
+      *out = SockAddr{};
+      auto* a = reinterpret_cast<sockaddr_in6*>(&out->storage);
+      a->sin6_family = AF_INET6;
+      a->sin6_addr = info.ipi6_addr;
+      out->len = sizeof(sockaddr_in6);
+      return;
+    }
+  }
+}
+
+size_t UdpWorker::put_source(cmsghdr* c, const SockAddr& from) {
+  if (from.family() == AF_INET) {
+    in_pktinfo info{};
+    info.ipi_spec_dst = reinterpret_cast<const sockaddr_in*>(&from.storage)->sin_addr;
+    c->cmsg_level = IPPROTO_IP;
+    c->cmsg_type = IP_PKTINFO;
+    c->cmsg_len = CMSG_LEN(sizeof info);
+    std::memcpy(CMSG_DATA(c), &info, sizeof info);
+    return CMSG_SPACE(sizeof info);
+  }
+  in6_pktinfo info{};
+  info.ipi6_addr = reinterpret_cast<const sockaddr_in6*>(&from.storage)->sin6_addr;
+  c->cmsg_level = IPPROTO_IPV6;
+  c->cmsg_type = IPV6_PKTINFO;
+  c->cmsg_len = CMSG_LEN(sizeof info);
+  std::memcpy(CMSG_DATA(c), &info, sizeof info);
+  return CMSG_SPACE(sizeof info);
 }
 
 void UdpWorker::flush_replies() {
@@ -420,11 +508,13 @@ bool UdpWorker::send_replies_segmented(int lfd, int start, int end) {
   for (int i = start; i < end;) {
     const size_t size = reply_iov_[i].iov_len;
     const SockAddr& to = reply_to_[i];
+    const SockAddr& from = reply_from_[i];
     int j = i + 1;
     size_t total = size;
     while (j < end && j - i < kMaxSegments && reply_iov_[j].iov_len == size && size > 0 &&
            total + size <= kMaxSegmentedBytes && reply_to_[j].len == to.len &&
-           std::memcmp(&reply_to_[j].storage, &to.storage, to.len) == 0) {
+           std::memcmp(&reply_to_[j].storage, &to.storage, to.len) == 0 &&
+           reply_from_[j].len == from.len && (from.len == 0 || reply_from_[j].same_ip(from))) {
       total += size;
       j++;
     }
@@ -434,17 +524,24 @@ bool UdpWorker::send_replies_segmented(int lfd, int start, int end) {
     m.msg_hdr.msg_namelen = to.len;
     m.msg_hdr.msg_iov = &reply_iov_[i];
     m.msg_hdr.msg_iovlen = size_t(j - i);
-    if (j - i > 1) {
-      char* control = gso_control_.data() + size_t(groups) * kSegmentControlSize;
-      std::memset(control, 0, kSegmentControlSize);
+    if (j - i > 1 || from.len > 0) {
+      char* control = gso_control_.data() + size_t(groups) * kReplyControlSize;
+      std::memset(control, 0, kReplyControlSize);
       m.msg_hdr.msg_control = control;
-      m.msg_hdr.msg_controllen = kSegmentControlSize;
+      m.msg_hdr.msg_controllen = kReplyControlSize;
       cmsghdr* c = CMSG_FIRSTHDR(&m.msg_hdr);
-      c->cmsg_level = SOL_UDP;
-      c->cmsg_type = UDP_SEGMENT;
-      c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-      uint16_t segment = uint16_t(size);
-      std::memcpy(CMSG_DATA(c), &segment, sizeof segment);
+      size_t used = 0;
+      if (j - i > 1) {
+        c->cmsg_level = SOL_UDP;
+        c->cmsg_type = UDP_SEGMENT;
+        c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+        uint16_t segment = uint16_t(size);
+        std::memcpy(CMSG_DATA(c), &segment, sizeof segment);
+        used = CMSG_SPACE(sizeof(uint16_t));
+        c = CMSG_NXTHDR(&m.msg_hdr, c);
+      }
+      if (from.len > 0) used += put_source(c, from);
+      m.msg_hdr.msg_controllen = used;
     }
     gso_counts_[size_t(groups)] = j - i;
     groups++;

@@ -29,6 +29,11 @@ class UdpWorker : public WorkerThread {
   void read_listener(int listener_index);
   void read_flow(UdpFlow* flow);
   void queue_reply(UdpFlow* flow, int slot, size_t len);  // replies_[slot] goes to flow's LB
+  // The destination address of a datagram read from a wildcard listener, from its IP_PKTINFO or
+  // IPV6_PKTINFO; out unchanged when there is none.
+  void packet_destination(msghdr& m, SockAddr* out) const;
+  // Writes at c the control message that makes a send leave from `from`; returns its space.
+  static size_t put_source(cmsghdr* c, const SockAddr& from);
   void flush_replies();
   // Sends replies [start, end) through lfd with UDP GSO where they can be grouped; false when the
   // kernel refuses GSO (the caller then sends them plainly).
@@ -68,11 +73,21 @@ class UdpWorker : public WorkerThread {
   std::vector<iovec> reply_iov_;
   std::vector<SockAddr> reply_to_;
   std::vector<int> reply_listener_;
+  std::vector<SockAddr> reply_from_;  // len 0: the listener's own address
   int reply_count_ = 0;
   // UDP GSO for replies: one message per group of same-size replies to one load balancer.
   static constexpr int kMaxSegments = 64;
   static constexpr size_t kMaxSegmentedBytes = 65000;
   static constexpr size_t kSegmentControlSize = CMSG_SPACE(sizeof(uint16_t));
+  // Destinations of datagrams read from, and sources of replies sent through, a wildcard listener.
+  static constexpr size_t kPktinfoControlSize = CMSG_SPACE(sizeof(in6_pktinfo)) >
+                                                        CMSG_SPACE(sizeof(in_pktinfo))
+                                                    ? CMSG_SPACE(sizeof(in6_pktinfo))
+                                                    : CMSG_SPACE(sizeof(in_pktinfo));
+  static constexpr size_t kReplyControlSize = kSegmentControlSize + kPktinfoControlSize;
+  bool pktinfo_ = false;  // the listeners are bound to a wildcard address
+  std::vector<char> in_control_;
+  std::vector<char> reply_control_;
   bool use_gso_ = true;
   std::vector<mmsghdr> gso_msgs_;
   std::vector<int> gso_counts_;

@@ -2,6 +2,7 @@
 // with v2 headers; a real UDP upstream records where each came from and echoes it.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { createProxy, type Proxy, type RouteRequest } from '../lib/proxy.js';
@@ -289,6 +290,48 @@ describe('flow table', () => {
     } finally {
       lb.close();
       await proxy.close();
+    }
+  });
+
+  test('on a wildcard listener, replies leave from the address the load balancer sent to', async () => {
+    // A load balancer's connected socket takes replies only from the address it sent to. Routing
+    // alone would answer 127.0.0.1 from 127.0.0.1 and ::1 from ::1, so each case below sends to
+    // another local address of the namespace.
+    execFileSync('ip', ['-6', 'addr', 'add', '2001:db8::53/128', 'dev', 'lo', 'nodad']);
+    try {
+      const cases = [
+        { listen: '0.0.0.0:0', family: 'udp4', bind: '127.0.0.1', to: '127.0.0.7' },
+        { listen: '[::]:0', family: 'udp4', bind: '127.0.0.1', to: '127.0.0.8' },
+        { listen: '[::]:0', family: 'udp6', bind: '::1', to: '2001:db8::53' },
+      ] as const;
+      for (const [n, c] of cases.entries()) {
+        const { proxy, port } = await startProxy({ listen: c.listen });
+        const lb = dgram.createSocket(c.family);
+        lb.bind(0, c.bind);
+        await once(lb, 'listening');
+        lb.connect(port, c.to);
+        await once(lb, 'connect');
+        const replies: string[] = [];
+        lb.on('message', (msg) => replies.push(msg.toString()));
+        try {
+          const header =
+            c.family === 'udp4' ? udp4('192.0.2.60', 7200 + n) : udp6('2001:db8::60', 7200 + n);
+          // Two sizes in one burst: one reply alone, the rest grouped for UDP GSO.
+          lb.send(Buffer.concat([Buffer.from(header), Buffer.from(`wild${n}`)]));
+          for (let i = 0; i < 8; i++)
+            lb.send(Buffer.concat([Buffer.from(header), Buffer.from(`same-${n}-${i}`)]));
+          await until(() => replies.length >= 9, `the replies through ${c.listen} to ${c.to}`);
+          assert.deepEqual(replies.sort(), [
+            ...Array.from({ length: 8 }, (_, i) => `same-${n}-${i}`),
+            `wild${n}`,
+          ]);
+        } finally {
+          lb.close();
+          await proxy.close();
+        }
+      }
+    } finally {
+      execFileSync('ip', ['-6', 'addr', 'del', '2001:db8::53/128', 'dev', 'lo']);
     }
   });
 
