@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer target over native/header_framing.cc (clang, ASan + UBSan) and the
-# differential-test helper, then fuzzes for SECONDS (default 60) from the seed corpus.
+# Builds the libFuzzer targets over native/header_framing.cc and native/udp_flow_table.cc (clang,
+# ASan + UBSan) and the differential-test helper, then fuzzes the framing for SECONDS (default 60)
+# from the seed corpus and the flow table for a quarter of that (at least 5 s).
 #   fuzz/run.sh [SECONDS]     0 = build only.  Exit status: 0 clean, 1 crash/property, 2 no clang.
 # Findings (crash-*, leak-*, timeout-*) are written to fuzz/out/; new inputs to fuzz/out/corpus/.
 set -euo pipefail
@@ -27,6 +28,9 @@ cd "$here"
   -o "$out/framing_fuzzer" framing_fuzzer.cc "${src[@]}"
 "$cxx" -std=c++17 -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
   -o "$out/framing_cli" framing_cli.cc "${src[@]}"
+"$cxx" -std=c++17 -g -O1 -fno-omit-frame-pointer \
+  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+  -o "$out/flow_table_fuzzer" flow_table_fuzzer.cc ../native/udp_flow_table.cc ../native/sock_addr.cc
 [[ $seconds == 0 ]] && exit 0
 
 # Inputs longer than 512 bytes add no coverage: framing looks at most at 107 bytes (v1) or the
@@ -40,5 +44,17 @@ status=$?
 set -e
 if ((status != 0)); then
   echo "fuzz/run.sh: the fuzzer failed (exit $status); the input is in $out/ (crash-*)" >&2
+  exit 1
+fi
+
+mkdir -p "$out/flow-corpus"
+set +e
+"$out/flow_table_fuzzer" "$out/flow-corpus" -max_len=4096 \
+  -max_total_time="$(((seconds + 3) / 4 > 5 ? (seconds + 3) / 4 : 5))" \
+  -artifact_prefix="$out/flow-" -print_final_stats=1
+status=$?
+set -e
+if ((status != 0)); then
+  echo "fuzz/run.sh: the flow table fuzzer failed (exit $status); the input is in $out/ (flow-crash-*)" >&2
   exit 1
 fi

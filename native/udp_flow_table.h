@@ -19,11 +19,12 @@ struct FlowKey {
   SockAddr client;  // the load balancer again for LOCAL: one flow per load balancer socket
 };
 
-struct FlowKeyHash {
-  size_t operator()(const FlowKey& k) const;
-};
-struct FlowKeyEqual {
-  bool operator()(const FlowKey& a, const FlowKey& b) const;
+// A flow key's identifying bytes (families, ports, addresses), packed for the table's slots.
+struct PackedFlowKey {
+  uint64_t words[5] = {};
+  explicit PackedFlowKey(const FlowKey& k);
+  bool operator==(const PackedFlowKey& o) const;
+  uint64_t hash(uint64_t seed) const;
 };
 
 struct UdpFlow {
@@ -50,6 +51,7 @@ struct UdpFlow {
 
 class FlowTable {
  public:
+  FlowTable();
   UdpFlow* find(const FlowKey& key) const;
   UdpFlow* find_id(uint64_t id) const;
   UdpFlow* insert(std::unique_ptr<UdpFlow> flow);  // the flow becomes the newest
@@ -60,14 +62,25 @@ class FlowTable {
   static constexpr int64_t kRelinkMs = 250;
   void remove(UdpFlow* flow);  // closes its socket
   UdpFlow* oldest() const { return oldest_; }
-  size_t size() const { return by_key_.size(); }
+  size_t size() const { return count_; }
   void clear();
 
  private:
   void unlink(UdpFlow* f);
   void link_newest(UdpFlow* f);
-  std::unordered_map<FlowKey, std::unique_ptr<UdpFlow>, FlowKeyHash, FlowKeyEqual> by_key_;
-  std::unordered_map<uint64_t, UdpFlow*> by_id_;
+  // The key index: open addressing with linear probing, at most half full, keys inline so that
+  // a lookup usually touches one cache line of the index and then only the flow it finds.
+  struct Slot {
+    PackedFlowKey key{FlowKey{}};
+    UdpFlow* flow = nullptr;  // null: empty
+  };
+  size_t slot_of(const PackedFlowKey& key) const;  // where key is, or the empty slot it would take
+  void grow();
+  void erase_slot(size_t i);
+  std::vector<Slot> slots_ = std::vector<Slot>(64);
+  size_t count_ = 0;
+  uint64_t seed_ = 0;
+  std::unordered_map<uint64_t, std::unique_ptr<UdpFlow>> by_id_;  // owns the flows
   UdpFlow* oldest_ = nullptr;
   UdpFlow* newest_ = nullptr;
 };
