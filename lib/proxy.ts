@@ -2,7 +2,7 @@
 // native workers ask for (decode the header, apply policy and the route hook), events and stats.
 // It never touches relayed bytes: those stay in the native engine.
 import { EventEmitter } from 'node:events';
-import { isIPv4 } from 'node:net';
+import { isIP, isIPv4 } from 'node:net';
 import type { Allowlist } from './allowlist.js';
 import { systemError, type SystemError } from './errors.js';
 import {
@@ -360,13 +360,24 @@ export class Proxy extends EventEmitter<ProxyEvents> {
       target = { address: t.address, port: t.port };
     }
     const admit = (t: Endpoint): NativeDecision => {
-      if (familyOf(t.address) !== family) {
+      // A route hook's answer is checked here, so that one bad answer refuses one connection
+      // and never reaches the addon (which would refuse the whole batch).
+      const kind = isIP(t.address);
+      const problem =
+        kind === 0
+          ? `${String(t.address)}, not an IP address`
+          : kind !== family
+            ? `${t.address}, not of the source's family`
+            : !Number.isInteger(t.port) || t.port < 1 || t.port > 65535
+              ? `port ${String(t.port)}, not an integer from 1 to 65535`
+              : null;
+      if (problem !== null) {
         return this.#reject(
           id,
           'routeRejected',
           loadBalancer,
           header,
-          new Error(`route hook chose ${t.address}, not of the source's family`),
+          new Error(`route hook chose ${problem}`),
         );
       }
       if (this.listenerCount('connection') > 0) {
@@ -387,10 +398,19 @@ export class Proxy extends EventEmitter<ProxyEvents> {
     const settle = (r: RouteResult): NativeDecision => {
       if (r === false || r === null) return this.#reject(id, 'routeRejected', loadBalancer, header);
       if (r === undefined || r === true) return admit(target);
-      return admit({ address: unmapped(r.address), port: r.port });
+      const address = typeof r.address === 'string' ? unmapped(r.address) : r.address;
+      return admit({ address, port: r.port });
     };
     const fail = (e: unknown): NativeDecision =>
       this.#reject(id, 'routeRejected', loadBalancer, header, e as Error);
+    // An answer of the wrong shape (not an object with address and port) refuses the connection.
+    const settleOrFail = (r: RouteResult): NativeDecision => {
+      try {
+        return settle(r);
+      } catch (e) {
+        return fail(e);
+      }
+    };
     let result: RouteResult | Promise<RouteResult>;
     try {
       result = route({ protocol: o.protocol, header, loadBalancer, client, source, target });
@@ -398,10 +418,13 @@ export class Proxy extends EventEmitter<ProxyEvents> {
       return fail(e);
     }
     if (result && typeof (result as Promise<RouteResult>).then === 'function') {
-      (result as Promise<RouteResult>).then(settle, fail).then(later);
+      (result as Promise<RouteResult>).then(
+        (r) => later(settleOrFail(r)),
+        (e: unknown) => later(fail(e)),
+      );
       return null;
     }
-    return settle(result as RouteResult);
+    return settleOrFail(result as RouteResult);
   }
 }
 

@@ -60,8 +60,10 @@ struct Decision {
   uint32_t mark = 0;
 };
 
-// Records waiting for JavaScript. `notify` runs when the first record lands in an empty batch,
-// so there is at most one pending call into JavaScript per batch. Any thread.
+// Records waiting for JavaScript. The worker whose push finds the batch empty owes one `notify`,
+// which it makes at the end of its round of events; records other workers add meanwhile ride
+// along (they wait at most for the rest of that round). So there is at most one pending call into
+// JavaScript per batch. Any thread.
 class Outbox {
  public:
   struct Batch {

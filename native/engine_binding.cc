@@ -3,6 +3,7 @@
 // JavaScript thread, except the notify lambda, which worker threads call.
 #include <napi.h>
 
+#include <cmath>
 #include <cstring>
 #include <memory>
 
@@ -30,7 +31,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   }
 
   // new Engine({listen: {address, port}, listeners, workers, headerTimeoutMs, maxConnections},
-  //            onBatch(headers, errors))
+  //            onBatch(meta, addresses, headerBytes, errors)), see Deliver()
   EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {
     Napi::Env env = info.Env();
     if (!info[0].IsObject() || !info[1].IsFunction()) {
@@ -143,7 +144,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   }
 
   // decide(flat): one array of decisions one after the other, [id, reason] for a reject and
-  // [id, -1, sourceAddress, sourcePort, targetAddress, targetPort, mark] for an admit.
+  // [id, -1, sourceAddress, sourcePort, targetAddress, targetPort, mark] for an admit. Anything
+  // else throws and decides nothing: lib/ checks what it passes, so that is a bug there.
   Napi::Value Decide(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!info[0].IsArray()) {
@@ -152,58 +154,65 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     }
     Napi::Array list = info[0].As<Napi::Array>();
     const uint32_t length = list.Length();
-    auto number = [&](uint32_t i) -> double {
+    bool bad = false;
+    // An integer in [min, max], or bad.
+    auto integer = [&](uint32_t i, double min, double max) -> double {
       Napi::Value v = list.Get(i);
-      return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -2;
+      const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
+      if (!(d >= min && d <= max) || d != std::floor(d)) {
+        bad = true;
+        return min;
+      }
+      return d;
     };
-    auto malformed = [&] {
-      Napi::TypeError::New(env, "decide(): malformed decision list").ThrowAsJavaScriptException();
-      return env.Undefined();
+    auto text = [&](uint32_t i) -> std::string {
+      Napi::Value v = list.Get(i);
+      if (v.IsString()) return v.As<Napi::String>().Utf8Value();
+      bad = true;
+      return std::string();
     };
     std::vector<Decision> out;
-    std::string src, dst, last_src, last_dst;
+    std::string last_src, last_dst;
     SockAddr last_source, last_target;
-    for (uint32_t i = 0; i < length;) {
+    // Consecutive decisions mostly share their target (and, for LOCAL, their source).
+    auto address = [&](const std::string& ip, double port, std::string* last_ip, SockAddr* last,
+                       SockAddr* into) {
+      if (!last_ip->empty() && ip == *last_ip) {
+        *into = *last;
+      } else if (SockAddr::parse(ip.c_str(), 0, into)) {
+        *last_ip = ip;
+        *last = *into;
+      } else {
+        bad = true;
+      }
+      into->set_port(uint16_t(port));
+    };
+    uint32_t i = 0;
+    while (i < length && !bad) {
       Decision d;
-      if (i + 2 > length) return malformed();
-      d.id = uint64_t(number(i));
-      const int reason = int(number(i + 1));
+      if (i + 2 > length) break;
+      d.id = uint64_t(integer(i, 0, 9007199254740992.0));
+      const int reason = int(integer(i + 1, -1, kRejectReasonCount - 1));
       if (reason >= 0) {
         d.admit = false;
         d.reason = reason;
         i += 2;
       } else {
-        if (i + 7 > length || !list.Get(i + 2).IsString() || !list.Get(i + 4).IsString())
-          return malformed();
-        src = list.Get(i + 2).As<Napi::String>().Utf8Value();
-        dst = list.Get(i + 4).As<Napi::String>().Utf8Value();
-        const double src_port = number(i + 3), dst_port = number(i + 5);
+        if (i + 7 > length) break;
         d.admit = true;
-        d.mark = uint32_t(number(i + 6));
-        // Consecutive decisions mostly share their target (and, for LOCAL, their source).
-        bool ok = src_port >= 0 && src_port <= 65535 && dst_port >= 0 && dst_port <= 65535;
-        if (ok && src == last_src && !last_src.empty()) {
-          d.source = last_source;
-          d.source.set_port(uint16_t(src_port));
-        } else if (ok && (ok = SockAddr::parse(src.c_str(), uint16_t(src_port), &d.source))) {
-          last_src = src;
-          last_source = d.source;
-        }
-        if (ok && dst == last_dst && !last_dst.empty()) {
-          d.target = last_target;
-          d.target.set_port(uint16_t(dst_port));
-        } else if (ok && (ok = SockAddr::parse(dst.c_str(), uint16_t(dst_port), &d.target))) {
-          last_dst = dst;
-          last_target = d.target;
-        }
-        if (!ok) {
-          Napi::TypeError::New(env, "decide(): bad address in decision for " + src + " -> " + dst)
-              .ThrowAsJavaScriptException();
-          return env.Undefined();
-        }
+        const std::string src = text(i + 2), dst = text(i + 4);
+        const double src_port = integer(i + 3, 0, 65535), dst_port = integer(i + 5, 1, 65535);
+        d.mark = uint32_t(integer(i + 6, 0, 4294967295.0));
+        if (bad) break;
+        address(src, src_port, &last_src, &last_source, &d.source);
+        address(dst, dst_port, &last_dst, &last_target, &d.target);
         i += 7;
       }
       out.push_back(std::move(d));
+    }
+    if (bad || i != length) {
+      Napi::TypeError::New(env, "decide(): malformed decision list").ThrowAsJavaScriptException();
+      return env.Undefined();
     }
     engine_->decide(std::move(out));
     return env.Undefined();

@@ -286,3 +286,94 @@ describe('allowlist', () => {
     }
   });
 });
+
+describe('route hook', () => {
+  test('a sync or async answer picks the target; false refuses; the hook sees the client', async () => {
+    const other = await Upstream.start('127.0.0.1');
+    const seenClients: string[] = [];
+    const { proxy, port } = await startProxy({
+      route: ({ client }) => {
+        seenClients.push(`${client?.address}:${client?.port}`);
+        const last = Number(client!.address.split('.')[3]);
+        if (last === 1) return { address: '127.0.0.1', port: Number(other.endpoint.split(':')[1]) };
+        if (last === 2) return Promise.resolve(undefined); // the default target
+        return false;
+      },
+    });
+    try {
+      const a = await roundTrip(port, v2('192.0.2.1', 4001), other);
+      assert.deepEqual([a.remoteAddress, a.remotePort], ['192.0.2.1', 4001]);
+      const b = await roundTrip(port, v2('192.0.2.2', 4002), up4);
+      assert.deepEqual([b.remoteAddress, b.remotePort], ['192.0.2.2', 4002]);
+      const refused = await connectAndSend(port, [v2('192.0.2.3', 4003), 'x']);
+      await ending(refused);
+      assert.equal(proxy.stats().rejected.routeRejected, 1);
+      assert.deepEqual(seenClients, ['192.0.2.1:4001', '192.0.2.2:4002', '192.0.2.3:4003']);
+    } finally {
+      await proxy.close();
+      await other.close();
+    }
+  });
+
+  test('a malformed answer refuses only its own connection, also amid a batch', async () => {
+    // Answers the addon could not use: each must end as routeRejected with a reason, while the
+    // connections decided in the same batch are served.
+    const bad: Record<number, () => unknown> = {
+      11: () => ({ address: '127.0.0.1', port: 70000 }),
+      12: () => ({ address: 'localhost', port: 80 }),
+      13: () => ({ address: '::1', port: 80 }), // an IPv6 target for an IPv4 client
+      14: () => ({ address: '127.0.0.1', port: 1.5 }),
+      15: () => 42,
+      16: () => Promise.resolve({ address: '127.0.0.1', port: 0 }),
+      17: () => Promise.reject(new Error('no route today')),
+    };
+    const { proxy, port } = await startProxy({
+      workers: 1,
+      route: ({ client }) => {
+        const last = Number(client!.address.split('.')[3]);
+        return bad[last]?.() as undefined;
+      },
+    });
+    const reasons: string[] = [];
+    proxy.on('reject', (r) => reasons.push(`${r.reason}: ${r.error?.message ?? ''}`));
+    try {
+      // Good and bad connections at once, so that they share batches.
+      const sockets = await Promise.all(
+        [10, 11, 12, 13, 14, 15, 16, 17, 18].map((n) =>
+          connectAndSend(port, [v2(`192.0.2.${n}`, 5000 + n), `from ${n}`]),
+        ),
+      );
+      const outcomes = await Promise.all(
+        sockets.map(
+          (s) =>
+            new Promise<string>((resolve) => {
+              s.once('data', (d: Buffer) => resolve(d.toString()));
+              s.on('error', () => resolve('closed')); // a refused connection may be reset
+              s.once('close', () => resolve('closed'));
+            }),
+        ),
+      );
+      assert.deepEqual(outcomes, [
+        'from 10',
+        'closed',
+        'closed',
+        'closed',
+        'closed',
+        'closed',
+        'closed',
+        'closed',
+        'from 18',
+      ]);
+      for (const s of sockets) s.destroy();
+      assert.equal(proxy.stats().rejected.routeRejected, 7);
+      assert.equal(reasons.length, 7);
+      for (const r of reasons) assert.match(r, /^routeRejected: /);
+      assert.ok(reasons.some((r) => r.includes('port 70000, not an integer from 1 to 65535')));
+      assert.ok(reasons.some((r) => r.includes('localhost, not an IP address')));
+      assert.ok(reasons.some((r) => r.includes("::1, not of the source's family")));
+      assert.ok(reasons.some((r) => r.includes('no route today')));
+    } finally {
+      await proxy.close();
+    }
+  });
+});
