@@ -43,8 +43,13 @@ bool SockAddr::is_v4_mapped() const {
 bool SockAddr::is_unspecified() const {
   if (family() == AF_INET)
     return reinterpret_cast<const sockaddr_in*>(&storage)->sin_addr.s_addr == htonl(INADDR_ANY);
-  if (family() == AF_INET6)
-    return IN6_IS_ADDR_UNSPECIFIED(&reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_addr);
+  if (family() == AF_INET6) {
+    const in6_addr& a = reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_addr;
+    if (IN6_IS_ADDR_UNSPECIFIED(&a)) return true;
+    // ::ffff:0.0.0.0, every IPv4 address of an IPv6 socket.
+    static const uint8_t mapped_any[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0};
+    return std::memcmp(&a, mapped_any, 16) == 0;
+  }
   return false;
 }
 

@@ -24,7 +24,7 @@ struct SockAddr {
   std::string to_string() const;
   // True for ::ffff:a.b.c.d.
   bool is_v4_mapped() const;
-  // 0.0.0.0 or ::, the wildcard a socket binds to for every local address.
+  // 0.0.0.0, :: or ::ffff:0.0.0.0: the wildcards a socket binds to for every local address.
   bool is_unspecified() const;
   // Same family and address; the port and the sockaddr padding are not compared.
   bool same_ip(const SockAddr& other) const;

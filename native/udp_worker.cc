@@ -24,6 +24,38 @@ constexpr size_t kPendingQueueLimit = 1024;
 constexpr size_t kPendingBytesLimit = 32 * 1024 * 1024;
 constexpr int kMaxEvents = 256;
 
+// The socket's buffer is full: the datagram is dropped, as UDP does, and so is the rest of the
+// batch.
+bool buffer_full(int e) { return e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS; }
+
+// An error a connected flow socket reports in place of a send: an ICMP error from the target
+// (port unreachable…) that arrived earlier. The datagram was not sent and may be sent again.
+bool icmp_error(int e) {
+  return e == ECONNREFUSED || e == EHOSTUNREACH || e == ENETUNREACH || e == EHOSTDOWN ||
+         e == ENONET || e == EPROTO;
+}
+
+// What a kernel without UDP GSO for this socket (too old, or a device that will not segment)
+// answers a UDP_SEGMENT send.
+bool gso_refusal(int e) { return e == EIO || e == EINVAL || e == EOPNOTSUPP || e == ENOPROTOOPT; }
+
+// Removes the source address (IP_PKTINFO / IPV6_PKTINFO) from a reply's control messages, keeping
+// a UDP_SEGMENT one; false if there was none to remove.
+bool drop_source(msghdr* m) {
+  if (m->msg_control == nullptr) return false;
+  size_t keep = 0;
+  bool removed = false;
+  for (cmsghdr* c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
+    if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_SEGMENT && keep == 0)
+      keep = CMSG_SPACE(sizeof(uint16_t));  // always first where present
+    else
+      removed = true;
+  }
+  m->msg_controllen = keep;
+  if (keep == 0) m->msg_control = nullptr;
+  return removed;
+}
+
 }  // namespace
 
 int UdpWorker::setup(SocketError* err) {
@@ -46,14 +78,16 @@ int UdpWorker::setup(SocketError* err) {
   pktinfo_ = engine_.config().listen.is_unspecified();
   if (pktinfo_) {
     const int one = 1;
+    // An IPv6 socket reports IPv4 datagrams' destinations as IPV6_PKTINFO too (::ffff:a.b.c.d).
+    const bool v6 = engine_.config().listen.family() == AF_INET6;
     for (int i : owned_listeners_) {
       const int fd = listeners[size_t(i)].get();
-      bool ok = setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one) == 0;
-      if (engine_.config().listen.family() == AF_INET6)
-        ok = setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one) == 0 && ok;
+      const bool ok = v6 ? setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one) == 0
+                         : setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one) == 0;
       if (!ok) {
         err->err = errno;
-        err->syscall = "setsockopt(IP_PKTINFO / IPV6_RECVPKTINFO, udp listener)";
+        err->syscall = v6 ? "setsockopt(IPPROTO_IPV6, IPV6_RECVPKTINFO, udp listener)"
+                          : "setsockopt(IPPROTO_IP, IP_PKTINFO, udp listener)";
         return -err->err;
       }
     }
@@ -73,6 +107,7 @@ int UdpWorker::setup(SocketError* err) {
   reply_listener_.resize(kBatch);
   gso_msgs_.resize(kBatch);
   gso_counts_.resize(kBatch);
+  gso_first_.resize(kBatch);
   gso_control_.resize(size_t(kBatch) * kReplyControlSize);
   reply_from_.resize(kBatch);
   return 0;
@@ -84,6 +119,9 @@ void UdpWorker::run() {
     int n = epoll_wait(epoll_.get(), events, kMaxEvents, epoll_timeout(monotonic_ms()));
     now_ms_ = monotonic_ms();
     event_round_++;
+    // With more sockets ready than one epoll_wait returns, epoll takes turns and a busy flow is
+    // not reported in consecutive rounds: read every flow in batches then.
+    crowded_round_ = n == kMaxEvents;
     for (int i = 0; i < n && !closing_; i++) {
       auto* tag = static_cast<EpollTag*>(events[i].data.ptr);
       switch (tag->kind) {
@@ -232,6 +270,7 @@ void UdpWorker::stage(int slot, iovec payload) {
 }
 
 void UdpWorker::send_staged(UdpFlow* f, int count) {
+  const int fd = f->socket.get();
   if (use_gso_ && count > 1 && count <= kMaxSegments) {
     // Same-size payloads (the last may be shorter) go out as one UDP GSO send.
     const size_t size = out_iov_[0].iov_len;
@@ -255,26 +294,50 @@ void UdpWorker::send_staged(UdpFlow* f, int count) {
       c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
       uint16_t segment = uint16_t(size);
       std::memcpy(CMSG_DATA(c), &segment, sizeof segment);
-      ssize_t r = sendmsg(f->socket.get(), &m, MSG_DONTWAIT);
-      if (r >= 0 || errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
-        Counters::add(r >= 0 ? counters_.datagrams_to_upstreams : counters_.datagrams_dropped,
-                      uint64_t(count));
+      ssize_t r = sendmsg(fd, &m, MSG_DONTWAIT);
+      if (r < 0 && icmp_error(errno)) {
+        Counters::add(counters_.icmp_errors, 1);
+        r = sendmsg(fd, &m, MSG_DONTWAIT);
+      }
+      if (r >= 0) {
+        gso_proven_ = true;
+        Counters::add(counters_.datagrams_to_upstreams, uint64_t(count));
+        return;
+      }
+      if (gso_proven_ || !gso_refusal(errno)) {
+        Counters::add(counters_.datagrams_dropped, uint64_t(count));
         return;
       }
       use_gso_ = false;  // refused: plain sends from now on
     }
   }
-  // A datagram the kernel will not take now (a full socket buffer) is dropped, as UDP does.
   if (count == 1) {
     // The usual case with many flows: send() copies no message header or iovec array in.
-    ssize_t r = send(f->socket.get(), out_iov_[0].iov_base, out_iov_[0].iov_len, MSG_DONTWAIT);
+    ssize_t r = send(fd, out_iov_[0].iov_base, out_iov_[0].iov_len, MSG_DONTWAIT);
+    if (r < 0 && icmp_error(errno)) {
+      Counters::add(counters_.icmp_errors, 1);
+      r = send(fd, out_iov_[0].iov_base, out_iov_[0].iov_len, MSG_DONTWAIT);
+    }
     Counters::add(r >= 0 ? counters_.datagrams_to_upstreams : counters_.datagrams_dropped, 1);
     return;
   }
-  int sent = sendmmsg(f->socket.get(), out_.data(), unsigned(count), MSG_DONTWAIT);
-  int ok = sent < 0 ? 0 : sent;
-  Counters::add(counters_.datagrams_to_upstreams, uint64_t(ok));
-  Counters::add(counters_.datagrams_dropped, uint64_t(count - ok));
+  int i = 0;
+  bool retried = false;
+  while (i < count) {
+    int sent = sendmmsg(fd, &out_[size_t(i)], unsigned(count - i), MSG_DONTWAIT);
+    if (sent > 0) {
+      Counters::add(counters_.datagrams_to_upstreams, uint64_t(sent));
+      i += sent;
+      continue;
+    }
+    if (icmp_error(errno) && !retried) {
+      Counters::add(counters_.icmp_errors, 1);
+      retried = true;
+      continue;
+    }
+    break;
+  }
+  Counters::add(counters_.datagrams_dropped, uint64_t(count - i));
 }
 
 void UdpWorker::send_batch() {
@@ -358,7 +421,7 @@ void UdpWorker::read_flow(UdpFlow* f) {
   // Replies are read straight into the reply batch, which flush_replies() sends once per round of
   // events: one sendmmsg for the replies of many flows, instead of one per flow.
   if (reply_count_ == kBatch) flush_replies();
-  if (!f->bursty) {
+  if (!f->bursty && !crowded_round_) {
     // Most flows have one reply waiting (a request, its answer). One recv() takes it; recvmmsg()
     // would copy message headers in and then try again for a second datagram. Should more be
     // waiting, the flow is ready again at the next epoll_wait (level-triggered) and is read in
@@ -366,7 +429,6 @@ void UdpWorker::read_flow(UdpFlow* f) {
     if (f->single_read_round == event_round_ - 1) {
       f->bursty = true;
     } else {
-      f->single_read_round = event_round_;
       const int i = reply_count_;
       ssize_t len = recv(f->socket.get(), reply_buffers_.data() + size_t(i) * kDatagramMax,
                          kDatagramMax, MSG_DONTWAIT);
@@ -375,6 +437,7 @@ void UdpWorker::read_flow(UdpFlow* f) {
           Counters::add(counters_.icmp_errors, 1);  // as below
         return;
       }
+      f->single_read_round = event_round_;
       Counters::add(counters_.datagrams_from_upstreams, 1);
       queue_reply(f, i, size_t(len));
       reply_count_++;
@@ -393,7 +456,7 @@ void UdpWorker::read_flow(UdpFlow* f) {
     }
     int n = recvmmsg(f->socket.get(), &replies_[size_t(reply_count_)], unsigned(room), MSG_DONTWAIT,
                      nullptr);
-    if (round == 0 && n == 1) f->bursty = false;  // back to one recv() per event
+    if (round == 0 && n == 1 && room > 1) f->bursty = false;  // back to one recv() per event
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
       // ECONNREFUSED, EHOSTUNREACH…: an ICMP error from the target. The error is consumed by
@@ -428,26 +491,18 @@ void UdpWorker::queue_reply(UdpFlow* f, int i, size_t len) {
   }
 }
 
-void UdpWorker::packet_destination(msghdr& m, SockAddr* out) const {
-  const bool v6 = engine_.config().listen.family() == AF_INET6;
+void UdpWorker::packet_destination(msghdr& m, SockAddr* out) {
   for (cmsghdr* c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
     if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+      // ipi_spec_dst: the destination itself for a unicast datagram, and for one sent to a
+      // broadcast address the local address a reply may come from.
       in_pktinfo info;
       std::memcpy(&info, CMSG_DATA(c), sizeof info);
       *out = SockAddr{};
-      if (v6) {
-        // IPv4 on a dual-stack socket: kept as ::ffff:a.b.c.d, the form the socket sends from.
-        auto* a = reinterpret_cast<sockaddr_in6*>(&out->storage);
-        a->sin6_family = AF_INET6;
-        a->sin6_addr.s6_addr[10] = a->sin6_addr.s6_addr[11] = 0xff;
-        std::memcpy(&a->sin6_addr.s6_addr[12], &info.ipi_addr, 4);
-        out->len = sizeof(sockaddr_in6);
-      } else {
-        auto* a = reinterpret_cast<sockaddr_in*>(&out->storage);
-        a->sin_family = AF_INET;
-        a->sin_addr = info.ipi_addr;
-        out->len = sizeof(sockaddr_in);
-      }
+      auto* a = reinterpret_cast<sockaddr_in*>(&out->storage);
+      a->sin_family = AF_INET;
+      a->sin_addr = info.ipi_spec_dst;
+      out->len = sizeof(sockaddr_in);
       return;
     }
     if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
@@ -457,6 +512,8 @@ void UdpWorker::packet_destination(msghdr& m, SockAddr* out) const {
       auto* a = reinterpret_cast<sockaddr_in6*>(&out->storage);
       a->sin6_family = AF_INET6;
       a->sin6_addr = info.ipi6_addr;
+      // A link-local address is only meaningful with its interface.
+      if (IN6_IS_ADDR_LINKLOCAL(&info.ipi6_addr)) a->sin6_scope_id = info.ipi6_ifindex;
       out->len = sizeof(sockaddr_in6);
       return;
     }
@@ -475,6 +532,7 @@ size_t UdpWorker::put_source(cmsghdr* c, const SockAddr& from) {
   }
   in6_pktinfo info{};
   info.ipi6_addr = reinterpret_cast<const sockaddr_in6*>(&from.storage)->sin6_addr;
+  info.ipi6_ifindex = reinterpret_cast<const sockaddr_in6*>(&from.storage)->sin6_scope_id;
   c->cmsg_level = IPPROTO_IPV6;
   c->cmsg_type = IPV6_PKTINFO;
   c->cmsg_len = CMSG_LEN(sizeof info);
@@ -489,21 +547,39 @@ void UdpWorker::flush_replies() {
     int end = start + 1;
     while (end < reply_count_ && reply_listener_[end] == reply_listener_[start]) end++;
     const int lfd = engine_.listeners()[size_t(reply_listener_[start])].get();
-    if (!use_gso_ || !send_replies_segmented(lfd, start, end)) {
-      int sent = sendmmsg(lfd, &replies_[size_t(start)], unsigned(end - start), MSG_DONTWAIT);
-      int ok = sent < 0 ? 0 : sent;
-      Counters::add(counters_.datagrams_to_clients, uint64_t(ok));
-      Counters::add(counters_.datagrams_dropped, uint64_t(end - start - ok));
-    }
+    if (use_gso_)
+      send_replies_segmented(lfd, start, end);
+    else
+      send_replies_plain(lfd, start, end);
     start = end;
   }
   reply_count_ = 0;
 }
 
-bool UdpWorker::send_replies_segmented(int lfd, int start, int end) {
-  // Consecutive replies to one load balancer with one size go out as a single UDP GSO send
-  // (UDP_SEGMENT): the stack is crossed once for the group, and the kernel cuts it into the same
-  // datagrams. Groups of one are sent as they are.
+void UdpWorker::send_replies_plain(int lfd, int start, int end) {
+  int i = start;
+  while (i < end) {
+    int sent = sendmmsg(lfd, &replies_[size_t(i)], unsigned(end - i), MSG_DONTWAIT);
+    if (sent > 0) {
+      Counters::add(counters_.datagrams_to_clients, uint64_t(sent));
+      i += sent;
+      continue;
+    }
+    if (buffer_full(errno)) break;
+    // EINVAL for a source that is no longer one of this host's addresses (a virtual IP moved
+    // away): that reply goes out from the address routing picks. Any other refusal drops this
+    // reply only.
+    if (errno == EINVAL && drop_source(&replies_[size_t(i)].msg_hdr)) continue;
+    Counters::add(counters_.datagrams_dropped, 1);
+    i++;
+  }
+  Counters::add(counters_.datagrams_dropped, uint64_t(end - i));
+}
+
+void UdpWorker::send_replies_segmented(int lfd, int start, int end) {
+  // Consecutive replies to one load balancer with one size (and one source) go out as a single
+  // UDP GSO send (UDP_SEGMENT): the stack is crossed once for the group, and the kernel cuts it
+  // into the same datagrams. Groups of one are sent as they are.
   int groups = 0;
   for (int i = start; i < end;) {
     const size_t size = reply_iov_[i].iov_len;
@@ -544,23 +620,35 @@ bool UdpWorker::send_replies_segmented(int lfd, int start, int end) {
       m.msg_hdr.msg_controllen = used;
     }
     gso_counts_[size_t(groups)] = j - i;
+    gso_first_[size_t(groups)] = i;
     groups++;
     i = j;
   }
-  int sent = sendmmsg(lfd, gso_msgs_.data(), unsigned(groups), MSG_DONTWAIT);
-  if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS) {
-    // No UDP GSO here (an old kernel, or a device that refuses it): plain sends from now on.
-    use_gso_ = false;
-    return false;
+  int g = 0;
+  while (g < groups) {
+    int sent = sendmmsg(lfd, &gso_msgs_[size_t(g)], unsigned(groups - g), MSG_DONTWAIT);
+    if (sent > 0) {
+      for (int k = g; k < g + sent; k++) {
+        Counters::add(counters_.datagrams_to_clients, uint64_t(gso_counts_[size_t(k)]));
+        if (gso_counts_[size_t(k)] > 1) gso_proven_ = true;
+      }
+      g += sent;
+      continue;
+    }
+    const int e = errno;
+    if (buffer_full(e)) break;
+    if (e == EINVAL && drop_source(&gso_msgs_[size_t(g)].msg_hdr)) continue;  // as in plain sends
+    if (gso_counts_[size_t(g)] > 1 && !gso_proven_ && gso_refusal(e)) {
+      // No UDP GSO here (an old kernel, or a device that refuses it): plain sends from now on.
+      use_gso_ = false;
+      send_replies_plain(lfd, gso_first_[size_t(g)], end);
+      return;
+    }
+    Counters::add(counters_.datagrams_dropped, uint64_t(gso_counts_[size_t(g)]));
+    g++;
   }
-  int ok = 0, all = 0;
-  for (int g = 0; g < groups; g++) {
-    if (g < sent) ok += gso_counts_[size_t(g)];
-    all += gso_counts_[size_t(g)];
-  }
-  Counters::add(counters_.datagrams_to_clients, uint64_t(ok));
-  Counters::add(counters_.datagrams_dropped, uint64_t(all - ok));
-  return true;
+  for (; g < groups; g++)
+    Counters::add(counters_.datagrams_dropped, uint64_t(gso_counts_[size_t(g)]));
 }
 
 void UdpWorker::close_flow(UdpFlow* f) {

@@ -31,13 +31,15 @@ class UdpWorker : public WorkerThread {
   void queue_reply(UdpFlow* flow, int slot, size_t len);  // replies_[slot] goes to flow's LB
   // The destination address of a datagram read from a wildcard listener, from its IP_PKTINFO or
   // IPV6_PKTINFO; out unchanged when there is none.
-  void packet_destination(msghdr& m, SockAddr* out) const;
+  static void packet_destination(msghdr& m, SockAddr* out);
   // Writes at c the control message that makes a send leave from `from`; returns its space.
   static size_t put_source(cmsghdr* c, const SockAddr& from);
   void flush_replies();
-  // Sends replies [start, end) through lfd with UDP GSO where they can be grouped; false when the
-  // kernel refuses GSO (the caller then sends them plainly).
-  bool send_replies_segmented(int lfd, int start, int end);
+  // Send replies [start, end) through lfd: grouped for UDP GSO where they can be (plainly from
+  // the first group the kernel refuses GSO for, and from then on), or one message each. A reply
+  // the kernel refuses is dropped and counted, and the others go on.
+  void send_replies_segmented(int lfd, int start, int end);
+  void send_replies_plain(int lfd, int start, int end);
   void send_batch();
   void stage(int slot, iovec payload);         // out_[slot] carries payload
   void send_staged(UdpFlow* flow, int count);  // sends out_[0, count) on the flow's socket
@@ -89,11 +91,14 @@ class UdpWorker : public WorkerThread {
   std::vector<char> in_control_;
   std::vector<char> reply_control_;
   bool use_gso_ = true;
+  bool gso_proven_ = false;  // a GSO send went through: a later failure is not for want of GSO
   std::vector<mmsghdr> gso_msgs_;
-  std::vector<int> gso_counts_;
+  std::vector<int> gso_counts_;  // datagrams in each group
+  std::vector<int> gso_first_;   // each group's first reply
   std::vector<char> gso_control_;
-  int64_t now_ms_ = 0;        // read once per round of events
-  uint64_t event_round_ = 1;  // counts the rounds of events
+  int64_t now_ms_ = 0;          // read once per round of events
+  uint64_t event_round_ = 1;    // counts the rounds of events
+  bool crowded_round_ = false;  // this round's epoll_wait filled its whole array
 };
 
 }  // namespace mmproxy

@@ -335,6 +335,36 @@ describe('flow table', () => {
     }
   });
 
+  test('a reply whose source address left the host goes out from another one, not lost', async () => {
+    // A flow begun on a virtual address that then moves away: the kernel refuses it as a
+    // source, and the reply leaves from the address routing picks instead.
+    execFileSync('ip', ['-6', 'addr', 'add', '2001:db8::54/128', 'dev', 'lo', 'nodad']);
+    let added = true;
+    const { proxy, port } = await startProxy({ listen: '[::]:0' });
+    const lb = await LoadBalancer.start('::1');
+    try {
+      const header = udp6('2001:db8::61', 7300);
+      lb.send(port, header, 'before', '2001:db8::54');
+      await until(() => lb.replies.includes('before'), 'the first reply');
+      execFileSync('ip', ['-6', 'addr', 'del', '2001:db8::54/128', 'dev', 'lo']);
+      added = false;
+      for (let i = 0; i < 5; i++) lb.send(port, header, `after-${i}`, '::1');
+      await until(() => lb.replies.length >= 6, 'the replies after the address left');
+      assert.deepEqual(lb.replies.slice(1).sort(), [
+        'after-0',
+        'after-1',
+        'after-2',
+        'after-3',
+        'after-4',
+      ]);
+      assert.equal(proxy.stats().udp.datagramsDropped, 0);
+    } finally {
+      lb.close();
+      await proxy.close();
+      if (added) execFileSync('ip', ['-6', 'addr', 'del', '2001:db8::54/128', 'dev', 'lo']);
+    }
+  });
+
   test('an IPv6 listener, and several SO_REUSEPORT listeners with a worker each', async () => {
     const { proxy, port } = await startProxy({ listen: '[::1]:0', listeners: 3, workers: 3 });
     const lbs = await Promise.all([1, 2, 3, 4, 5, 6].map(() => LoadBalancer.start('::1')));
