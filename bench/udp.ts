@@ -10,7 +10,7 @@
 // documentation ranges, which only exist there.
 //
 //   node dist/bench/udp.js [--rounds 3] [--seconds 3] [--window 128] [--clients 64,10000]
-//                          [--new 45000] [--only direct,mmproxy-native,go-mmproxy]
+//                          [--new 45000] [--only direct,mmproxy-native,go-mmproxy,c-relay]
 import { parseArgs } from 'node:util';
 import {
   announce,
@@ -22,6 +22,7 @@ import {
   debVersion,
   GEN_CPU,
   generate,
+  generatorPath,
   type GenResult,
   main,
   median,
@@ -39,21 +40,24 @@ import {
   type Started,
   startGoMmproxy,
   startNative,
+  startServer,
   stopServer,
   table as markdownTable,
   targetChecks,
   writeResults,
 } from './harness.js';
 
-const PORTS = { echo: 9000, 'mmproxy-native': 9001, 'go-mmproxy': 9002 } as const;
+const PORTS = { echo: 9000, 'mmproxy-native': 9001, 'go-mmproxy': 9002, 'c-relay': 9003 } as const;
 // Flows live longer than any run: neither proxy expires one mid-run, so their different idle
 // semantics (go-mmproxy closes after closeAfter..2×closeAfter, mmproxy-native within a second of
 // closeAfter) do not enter the figures.
 const CLOSE_AFTER_S = 60;
 const MAX_FLOWS = 1_000_000;
 
-type Name = 'direct' | 'mmproxy-native' | 'go-mmproxy';
-const ALL: readonly Name[] = ['direct', 'mmproxy-native', 'go-mmproxy'];
+// c-relay: `udpgen relay`, the least a PROXY-protocol UDP proxy can do (one socket per client, no
+// spoofing, no decisions, one thread), as a reference for what any proxy costs on this machine.
+type Name = 'direct' | 'mmproxy-native' | 'go-mmproxy' | 'c-relay';
+const ALL: readonly Name[] = ['direct', 'mmproxy-native', 'go-mmproxy', 'c-relay'];
 
 const { values: args } = parseArgs({
   options: {
@@ -110,6 +114,14 @@ async function startProxy(c: Contender<Name>): Promise<Started | undefined> {
     ]);
   if (c.name === 'go-mmproxy')
     return startGoMmproxy('udp', c.port, PORTS.echo, ['-close-after', String(CLOSE_AFTER_S)]);
+  if (c.name === 'c-relay')
+    return startServer(
+      PROXY_CPU,
+      generatorPath('udpgen'),
+      ['relay', String(c.port), String(PORTS.echo)],
+      c.port,
+      'udp',
+    );
   return undefined;
 }
 
@@ -391,6 +403,8 @@ async function inside(): Promise<number> {
   for (const c of contenders) {
     if (c.name === 'mmproxy-native') c.version = NATIVE_VERSION;
     if (c.name === 'go-mmproxy') c.version = `Debian go-mmproxy ${debVersion('go-mmproxy')}`;
+    if (c.name === 'c-relay')
+      c.version = 'bench/udpgen.c relay (reference: no spoofing, no decisions)';
   }
   const phases: Phase[] = [
     ...CLIENTS.map((clients): Phase => ({ kind: 'flows', clients })),

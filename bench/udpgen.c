@@ -4,6 +4,7 @@
  *   udpgen echo  PORT                                    echo on 127.0.0.1:PORT until SIGTERM
  *   udpgen flows PORT ECHO FLOWS SECONDS HDR BASE WINDOW  FLOWS clients take turns, closed loop
  *   udpgen new   PORT ECHO COUNT SECONDS HDR BASE WINDOW  every datagram from a client never seen
+ *   udpgen relay PORT ECHO                               a minimal reference proxy (see relay_main)
  *
  * The generator sends from one socket (connected to 127.0.0.1:PORT) with sendmmsg and reads the
  * replies on it with recvmmsg, keeping at most WINDOW datagrams in flight so that queues, not loss,
@@ -26,6 +27,7 @@
 #define _GNU_SOURCE
 #define BENCH_PROG "udpgen"
 #include <poll.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -110,6 +112,102 @@ static int echo_main(int port) {
     }
   }
   close(fd);
+  return 0;
+}
+
+/* ---- relay: the least a PROXY-protocol UDP proxy can do, as a reference for the others. ----
+ * One thread: it reads the listener in batches, takes the v2 UDP4 header's client address and
+ * port as the flow's key (one flow per client), sends the payload on the flow's own socket
+ * (connected to the echo, bound to 127.0.0.1 by the kernel: no spoofing, no policy, no checks
+ * beyond the header's length), reads each reply with one recv() and sends the replies of a
+ * round back through the listener with one sendmmsg. */
+
+#define RELAY_SLOTS (1u << 16) /* flows at most RELAY_SLOTS / 2 */
+
+struct relay_flow {
+  uint64_t key; /* client address << 16 | port; 0: empty slot */
+  int fd;
+  struct sockaddr_in lb;
+};
+
+static int relay_main(int port, int echo_port) {
+  int lfd = udp_socket(port, 0);
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  if (ep < 0) die("epoll_create1");
+  struct epoll_event ev = {.events = EPOLLIN, .data.u64 = UINT64_MAX};
+  if (epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev) < 0) die("epoll_ctl");
+  static struct relay_flow flows[RELAY_SLOTS];
+  unsigned live = 0;
+  struct sockaddr_in echo = loopback(echo_port);
+  static char in[BATCH][2048], out[BATCH][2048];
+  static struct sockaddr_in from[BATCH];
+  static struct iovec in_iov[BATCH], out_iov[BATCH];
+  static struct mmsghdr in_msgs[BATCH], out_msgs[BATCH];
+  static struct epoll_event events[256];
+  while (!stop_flag) {
+    int n = epoll_wait(ep, events, 256, 200);
+    if (n < 0 && errno != EINTR) die("epoll_wait");
+    int replies = 0;
+    for (int e = 0; e < n; e++) {
+      if (events[e].data.u64 == UINT64_MAX) {
+        for (int i = 0; i < BATCH; i++) {
+          in_iov[i].iov_base = in[i];
+          in_iov[i].iov_len = sizeof in[i];
+          memset(&in_msgs[i].msg_hdr, 0, sizeof in_msgs[i].msg_hdr);
+          in_msgs[i].msg_hdr.msg_name = &from[i];
+          in_msgs[i].msg_hdr.msg_namelen = sizeof from[i];
+          in_msgs[i].msg_hdr.msg_iov = &in_iov[i];
+          in_msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+        int got = recvmmsg(lfd, in_msgs, BATCH, MSG_DONTWAIT, NULL);
+        for (int i = 0; i < got; i++) {
+          const uint8_t* d = (const uint8_t*)in[i];
+          if (in_msgs[i].msg_len < HDR_LEN || d[13] != 0x12) continue;
+          uint32_t ip;
+          memcpy(&ip, d + 16, 4);
+          uint64_t key = ((uint64_t)ntohl(ip) << 16 | (uint64_t)(d[24] << 8 | d[25])) + 1;
+          uint32_t slot = (uint32_t)((key * 0x9e3779b97f4a7c15ull) >> 48) & (RELAY_SLOTS - 1);
+          while (flows[slot].key != 0 && flows[slot].key != key)
+            slot = (slot + 1) & (RELAY_SLOTS - 1);
+          struct relay_flow* f = &flows[slot];
+          if (f->key == 0) {
+            if (live >= RELAY_SLOTS / 2) continue;
+            int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+            if (fd < 0) continue;
+            if (connect(fd, (struct sockaddr*)&echo, sizeof echo) < 0) die("connect");
+            struct epoll_event fev = {.events = EPOLLIN, .data.u64 = slot};
+            if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &fev) < 0) die("epoll_ctl");
+            f->key = key;
+            f->fd = fd;
+            f->lb = from[i];
+            live++;
+          }
+          send(f->fd, d + HDR_LEN, in_msgs[i].msg_len - HDR_LEN, MSG_DONTWAIT);
+        }
+      } else if (replies < BATCH) {
+        struct relay_flow* f = &flows[events[e].data.u64];
+        ssize_t len = recv(f->fd, out[replies], sizeof out[replies], MSG_DONTWAIT);
+        if (len < 0) continue;
+        out_iov[replies].iov_base = out[replies];
+        out_iov[replies].iov_len = (size_t)len;
+        memset(&out_msgs[replies].msg_hdr, 0, sizeof out_msgs[replies].msg_hdr);
+        out_msgs[replies].msg_hdr.msg_name = &f->lb;
+        out_msgs[replies].msg_hdr.msg_namelen = sizeof f->lb;
+        out_msgs[replies].msg_hdr.msg_iov = &out_iov[replies];
+        out_msgs[replies].msg_hdr.msg_iovlen = 1;
+        replies++;
+      }
+    }
+    for (int done = 0; done < replies;) {
+      int sent = sendmmsg(lfd, out_msgs + done, (unsigned)(replies - done), MSG_DONTWAIT);
+      if (sent <= 0) break;
+      done += sent;
+    }
+  }
+  for (uint32_t i = 0; i < RELAY_SLOTS; i++)
+    if (flows[i].key != 0) close(flows[i].fd);
+  close(ep);
+  close(lfd);
   return 0;
 }
 
@@ -391,7 +489,9 @@ int main(int argc, char** argv) {
   if (argc >= 3 && strcmp(argv[1], "echo") == 0) return echo_main(atoi(argv[2]));
   if (argc >= 2 && strcmp(argv[1], "flows") == 0) return gen_main(0, argc, argv);
   if (argc >= 2 && strcmp(argv[1], "new") == 0) return gen_main(1, argc, argv);
+  if (argc >= 4 && strcmp(argv[1], "relay") == 0) return relay_main(atoi(argv[2]), atoi(argv[3]));
   fprintf(stderr,
-          "usage: udpgen echo PORT | udpgen flows|new PORT ECHO N SECONDS HDR BASE WINDOW\n");
+          "usage: udpgen echo PORT | udpgen flows|new PORT ECHO N SECONDS HDR BASE WINDOW | "
+          "udpgen relay PORT ECHO\n");
   return 2;
 }
