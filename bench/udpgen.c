@@ -61,6 +61,23 @@ static int udp_socket(int bind_port, int connect_port) {
   return fd;
 }
 
+/* Points msgs[0, n) at n buffers of `size` bytes from `bufs` for recvmmsg, with the senders'
+ * addresses into from[0, n) unless it is NULL. */
+static void recv_slots(struct mmsghdr* msgs, struct iovec* iov, void* bufs, size_t size,
+                       struct sockaddr_in* from, int n) {
+  for (int i = 0; i < n; i++) {
+    iov[i].iov_base = (char*)bufs + (size_t)i * size;
+    iov[i].iov_len = size;
+    memset(&msgs[i].msg_hdr, 0, sizeof msgs[i].msg_hdr);
+    if (from) {
+      msgs[i].msg_hdr.msg_name = &from[i];
+      msgs[i].msg_hdr.msg_namelen = sizeof from[i];
+    }
+    msgs[i].msg_hdr.msg_iov = &iov[i];
+    msgs[i].msg_hdr.msg_iovlen = 1;
+  }
+}
+
 /* ---- echo: every datagram goes back to where it came from, in batches. ---- */
 
 static int echo_main(int port) {
@@ -71,15 +88,7 @@ static int echo_main(int port) {
   static struct mmsghdr msgs[BATCH];
   uint64_t count = 0;
   while (!stop_flag) {
-    for (int i = 0; i < BATCH; i++) {
-      iov[i].iov_base = bufs[i];
-      iov[i].iov_len = sizeof bufs[i];
-      memset(&msgs[i].msg_hdr, 0, sizeof msgs[i].msg_hdr);
-      msgs[i].msg_hdr.msg_name = &from[i];
-      msgs[i].msg_hdr.msg_namelen = sizeof from[i];
-      msgs[i].msg_hdr.msg_iov = &iov[i];
-      msgs[i].msg_hdr.msg_iovlen = 1;
-    }
+    recv_slots(msgs, iov, bufs, sizeof bufs[0], from, BATCH);
     /* Blocks for the first datagram, then takes what is queued; SIGTERM interrupts it. */
     int n = recvmmsg(fd, msgs, BATCH, MSG_WAITFORONE, NULL);
     if (n < 0) {
@@ -150,15 +159,7 @@ static int relay_main(int port, int echo_port) {
     int replies = 0;
     for (int e = 0; e < n; e++) {
       if (events[e].data.u64 == UINT64_MAX) {
-        for (int i = 0; i < BATCH; i++) {
-          in_iov[i].iov_base = in[i];
-          in_iov[i].iov_len = sizeof in[i];
-          memset(&in_msgs[i].msg_hdr, 0, sizeof in_msgs[i].msg_hdr);
-          in_msgs[i].msg_hdr.msg_name = &from[i];
-          in_msgs[i].msg_hdr.msg_namelen = sizeof from[i];
-          in_msgs[i].msg_hdr.msg_iov = &in_iov[i];
-          in_msgs[i].msg_hdr.msg_iovlen = 1;
-        }
+        recv_slots(in_msgs, in_iov, in, sizeof in[0], from, BATCH);
         int got = recvmmsg(lfd, in_msgs, BATCH, MSG_DONTWAIT, NULL);
         for (int i = 0; i < got; i++) {
           const uint8_t* d = (const uint8_t*)in[i];
@@ -332,13 +333,7 @@ static int gen_receive(struct gen* g) {
   static uint8_t bufs[BATCH][256];
   static struct iovec iov[BATCH];
   static struct mmsghdr msgs[BATCH];
-  for (int i = 0; i < BATCH; i++) {
-    iov[i].iov_base = bufs[i];
-    iov[i].iov_len = sizeof bufs[i];
-    memset(&msgs[i].msg_hdr, 0, sizeof msgs[i].msg_hdr);
-    msgs[i].msg_hdr.msg_iov = &iov[i];
-    msgs[i].msg_hdr.msg_iovlen = 1;
-  }
+  recv_slots(msgs, iov, bufs, sizeof bufs[0], NULL, BATCH);
   int n = recvmmsg(g->fd, msgs, BATCH, MSG_DONTWAIT, NULL);
   if (n <= 0) return 0;
   for (int i = 0; i < n; i++) {
