@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "../native/udp_flow_table.h"
+#include "check.h"
 
 using mmproxy::FlowKey;
 using mmproxy::FlowTable;
@@ -17,14 +18,6 @@ using mmproxy::SockAddr;
 using mmproxy::UdpFlow;
 
 namespace {
-
-#define CHECK(cond)                                                                    \
-  do {                                                                                 \
-    if (!(cond)) {                                                                     \
-      std::fprintf(stderr, "%s:%d: property failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                                    \
-    }                                                                                  \
-  } while (0)
 
 constexpr int kPool = 96;
 

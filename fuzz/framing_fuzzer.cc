@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "../native/header_framing.h"
+#include "check.h"
 
 using mmproxy::DgramHeader;
 using mmproxy::Framing;
@@ -16,14 +17,6 @@ namespace {
 
 const uint8_t kV1[] = {'P', 'R', 'O', 'X', 'Y', ' '};
 const uint8_t kV2[] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
-
-#define CHECK(cond)                                                                    \
-  do {                                                                                 \
-    if (!(cond)) {                                                                     \
-      std::fprintf(stderr, "%s:%d: property failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                                    \
-    }                                                                                  \
-  } while (0)
 
 bool starts_with(const uint8_t* d, size_t n, const uint8_t* sig, size_t len) {
   return n >= len && std::memcmp(d, sig, len) == 0;

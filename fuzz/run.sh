@@ -36,25 +36,21 @@ cd "$here"
 # Inputs longer than 512 bytes add no coverage: framing looks at most at 107 bytes (v1) or the
 # first 16 of a v2 header, and the datagram parser at its address block.
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
-set +e
-"$out/framing_fuzzer" "$out/corpus" "$here/corpus/framing" \
-  -dict="$here/framing.dict" -max_len=512 -max_total_time="$seconds" \
-  -artifact_prefix="$out/" -print_final_stats=1
-status=$?
-set -e
-if ((status != 0)); then
-  echo "fuzz/run.sh: the fuzzer failed (exit $status); the input is in $out/ (crash-*)" >&2
-  exit 1
-fi
-
+# fuzz TARGET PREFIX ARGS…: runs $out/TARGET; findings go to $out/PREFIXcrash-* and the like.
+fuzz() {
+  local target=$1 prefix=$2 status
+  shift 2
+  set +e
+  "$out/$target" "$@" -artifact_prefix="$out/$prefix" -print_final_stats=1
+  status=$?
+  set -e
+  if ((status != 0)); then
+    echo "fuzz/run.sh: $target failed (exit $status); the input is in $out/ (${prefix}crash-*)" >&2
+    exit 1
+  fi
+}
+fuzz framing_fuzzer "" "$out/corpus" "$here/corpus/framing" \
+  -dict="$here/framing.dict" -max_len=512 -max_total_time="$seconds"
 mkdir -p "$out/flow-corpus"
-set +e
-"$out/flow_table_fuzzer" "$out/flow-corpus" -max_len=4096 \
-  -max_total_time="$(((seconds + 3) / 4 > 5 ? (seconds + 3) / 4 : 5))" \
-  -artifact_prefix="$out/flow-" -print_final_stats=1
-status=$?
-set -e
-if ((status != 0)); then
-  echo "fuzz/run.sh: the flow table fuzzer failed (exit $status); the input is in $out/ (flow-crash-*)" >&2
-  exit 1
-fi
+fuzz flow_table_fuzzer flow- "$out/flow-corpus" -max_len=4096 \
+  -max_total_time="$(((seconds + 3) / 4 > 5 ? (seconds + 3) / 4 : 5))"
