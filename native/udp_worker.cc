@@ -58,6 +58,16 @@ bool drop_source(msghdr* m) {
 
 }  // namespace
 
+template <class SendCall>
+ssize_t UdpWorker::send_past_icmp(SendCall send) {
+  ssize_t r = send();
+  if (r < 0 && icmp_error(errno)) {
+    Counters::add(counters_.icmp_errors, 1);
+    r = send();
+  }
+  return r;
+}
+
 int UdpWorker::setup(SocketError* err) {
   const auto& listeners = engine_.listeners();
   listener_tags_.resize(listeners.size());
@@ -294,11 +304,7 @@ void UdpWorker::send_staged(UdpFlow* f, int count) {
       c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
       uint16_t segment = uint16_t(size);
       std::memcpy(CMSG_DATA(c), &segment, sizeof segment);
-      ssize_t r = sendmsg(fd, &m, MSG_DONTWAIT);
-      if (r < 0 && icmp_error(errno)) {
-        Counters::add(counters_.icmp_errors, 1);
-        r = sendmsg(fd, &m, MSG_DONTWAIT);
-      }
+      const ssize_t r = send_past_icmp([&] { return sendmsg(fd, &m, MSG_DONTWAIT); });
       if (r >= 0) {
         gso_proven_ = true;
         Counters::add(counters_.datagrams_to_upstreams, uint64_t(count));
@@ -313,29 +319,18 @@ void UdpWorker::send_staged(UdpFlow* f, int count) {
   }
   if (count == 1) {
     // The usual case with many flows: send() copies no message header or iovec array in.
-    ssize_t r = send(fd, out_iov_[0].iov_base, out_iov_[0].iov_len, MSG_DONTWAIT);
-    if (r < 0 && icmp_error(errno)) {
-      Counters::add(counters_.icmp_errors, 1);
-      r = send(fd, out_iov_[0].iov_base, out_iov_[0].iov_len, MSG_DONTWAIT);
-    }
+    const ssize_t r = send_past_icmp(
+        [&] { return send(fd, out_iov_[0].iov_base, out_iov_[0].iov_len, MSG_DONTWAIT); });
     Counters::add(r >= 0 ? counters_.datagrams_to_upstreams : counters_.datagrams_dropped, 1);
     return;
   }
   int i = 0;
-  bool retried = false;
   while (i < count) {
-    int sent = sendmmsg(fd, &out_[size_t(i)], unsigned(count - i), MSG_DONTWAIT);
-    if (sent > 0) {
-      Counters::add(counters_.datagrams_to_upstreams, uint64_t(sent));
-      i += sent;
-      continue;
-    }
-    if (icmp_error(errno) && !retried) {
-      Counters::add(counters_.icmp_errors, 1);
-      retried = true;
-      continue;
-    }
-    break;
+    const ssize_t sent = send_past_icmp(
+        [&] { return sendmmsg(fd, &out_[size_t(i)], unsigned(count - i), MSG_DONTWAIT); });
+    if (sent <= 0) break;
+    Counters::add(counters_.datagrams_to_upstreams, uint64_t(sent));
+    i += int(sent);
   }
   Counters::add(counters_.datagrams_dropped, uint64_t(count - i));
 }

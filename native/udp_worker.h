@@ -43,6 +43,10 @@ class UdpWorker : public WorkerThread {
   void send_batch();
   void stage(int slot, iovec payload);         // out_[slot] carries payload
   void send_staged(UdpFlow* flow, int count);  // sends out_[0, count) on the flow's socket
+  // Calls send() again when it failed only to report an ICMP error from the target that arrived
+  // earlier on the flow's socket (the datagram was not sent); counts that error. send's result.
+  template <class SendCall>
+  ssize_t send_past_icmp(SendCall send);
   void admit(UdpFlow* flow, const Decision& d);
   void send_queued(UdpFlow* flow);
   void close_flow(UdpFlow* flow);
