@@ -2,7 +2,8 @@
 // The `mmproxy` executable: the only place that reads process.argv, sets the exit status and
 // listens to signals, which it forwards to main().
 import { EventEmitter } from 'node:events';
-import { main, type CliSignal } from './main.js';
+import type { CliSignal } from './io.js';
+import { main } from './main.js';
 
 const signals = new EventEmitter<{ signal: [CliSignal] }>();
 

@@ -2,7 +2,7 @@
 // (followed by the commands that fix it) or SKIP. Exit status 0 when nothing failed, 1 otherwise.
 import { selfCheck, type CheckItem } from '../lib/self-check.js';
 import { DEFAULT_ROUTE_TABLE, type CliFlags } from './flags.js';
-import type { CliIo } from './main.js';
+import type { CliIo } from './io.js';
 
 /** The text `mmproxy check` prints for one item. */
 export function formatCheckItem(item: CheckItem): string {

@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { encodeHeader } from '../lib/proxy-header.js';
 import { runIp } from '../lib/self-check.js';
-import type { CliIo } from './main.js';
+import type { CliIo } from './io.js';
 import { setupRoutes } from './routes.js';
 
 /** Set in the re-executed child: we are inside the private namespace. */

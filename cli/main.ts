@@ -6,21 +6,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { helpText, parseCommandLine, UsageError } from './flags.js';
-
-export interface Writable {
-  write(chunk: string): unknown;
-}
-
-/** Signals main() reacts to; bin.ts forwards the process's. */
-export type CliSignal = 'SIGTERM' | 'SIGINT' | 'SIGHUP';
-
-export interface CliIo {
-  stdout: Writable;
-  stderr: Writable;
-  env: Readonly<Record<string, string | undefined>>;
-  /** Emits 'signal' with a CliSignal. */
-  signals?: EventEmitter<{ signal: [CliSignal] }>;
-}
+import type { CliIo } from './io.js';
 
 /** Runs the command; resolves to the exit status. */
 export async function main(argv: readonly string[], io?: Partial<CliIo>): Promise<number> {

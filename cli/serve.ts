@@ -6,7 +6,7 @@ import type { Proxy } from '../lib/proxy.js';
 import { selfCheck } from '../lib/self-check.js';
 import { DEFAULT_ROUTE_TABLE, flagForOption, toProxyOptions, type CliFlags } from './flags.js';
 import { Logger, formatEndpoint } from './logger.js';
-import type { CliIo, CliSignal } from './main.js';
+import type { CliIo, CliSignal } from './io.js';
 import {
   formatMetrics,
   startMetricsServer,
