@@ -1,5 +1,6 @@
 // frame_header() for a differential test: reads one input per line (hex) on stdin and prints, for
-// each, "complete <length>", "needmore" or "invalid <length>". Built by fuzz/run.sh.
+// each, "complete <length>", "needmore" or "invalid <length>". Built by
+// test/framing-differential.test.ts.
 #include <cstdint>
 #include <cstdio>
 #include <iostream>

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets over native/header_framing.cc and native/udp_flow_table.cc (clang,
-# ASan + UBSan) and the differential-test helper, then fuzzes the framing for SECONDS (default 60)
+# ASan + UBSan), then fuzzes the framing for SECONDS (default 60)
 # from the seed corpus and the flow table for a quarter of that (at least 5 s).
 #   fuzz/run.sh [SECONDS]     0 = build only.  Exit status: 0 clean, 1 crash/property, 2 no clang.
 # Findings (crash-*, leak-*, timeout-*) are written to fuzz/out/; new inputs to fuzz/out/corpus/.
@@ -26,8 +26,6 @@ cd "$here"
 "$cxx" -std=c++17 -g -O1 -fno-omit-frame-pointer \
   -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
   -o "$out/framing_fuzzer" framing_fuzzer.cc "${src[@]}"
-"$cxx" -std=c++17 -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
-  -o "$out/framing_cli" framing_cli.cc "${src[@]}"
 "$cxx" -std=c++17 -g -O1 -fno-omit-frame-pointer \
   -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
   -o "$out/flow_table_fuzzer" flow_table_fuzzer.cc ../native/udp_flow_table.cc ../native/sock_addr.cc

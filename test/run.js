@@ -66,4 +66,9 @@ const result = spawnSync(
   ],
   { stdio: 'inherit', cwd: root },
 );
+// Said, not skipped in silence: the long runs are commands of their own.
+console.log(
+  '# not in npm test: libFuzzer (npm run fuzz, needs clang and libFuzzer), sanitizers ' +
+    '(npm run test:asan), soak (npm run soak), benchmarks (npm run bench)',
+);
 process.exit(result.status ?? 1);
