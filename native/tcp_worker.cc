@@ -324,6 +324,13 @@ void TcpWorker::on_session_event(TcpSession* s, bool upstream_side, uint32_t eve
     case SessionState::kConnecting:
       if (upstream_side) {
         int err = socket_error(s->upstream_fd());
+        if (err == ECONNRESET || err == EPIPE) {
+          // The handshake completed (a reset in SYN-SENT is ECONNREFUSED) and the upstream
+          // reset before this worker looked: a relay that ended by a reset, not a failed
+          // connect. The client gets the reset.
+          finish(s, true, false);
+          return;
+        }
         if (err != 0) {
           report_upstream_failure(s, err, "connect(" + s->target().to_string() + ")", s->source(),
                                   s->target());

@@ -4,7 +4,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { once } from 'node:events';
 import { createHash, randomBytes } from 'node:crypto';
@@ -413,5 +413,88 @@ describe('a failed listen()', () => {
     const [code, signal] = (await once(child, 'exit')) as [number | null, string | null];
     assert.deepEqual({ code, signal }, { code: 0, signal: null }, out);
     assert.match(out, /refused 20/);
+  });
+});
+
+// The race behind a reset right after the upstream accepts: the handshake completes and the
+// upstream resets before the worker has looked at the connect's outcome, so SO_ERROR already says
+// ECONNRESET when it does. That connect succeeded: it is no upstream failure. The test makes the
+// race certain: the upstream's accept queue is full, so the proxy's SYN waits in SYN-SENT; the
+// proxy's process is stopped; the queue is emptied, the SYN retransmitted after 1 s completes in
+// the kernel, the upstream accepts and resets; then the proxy runs again.
+describe('an upstream that resets before the proxy saw its connect complete', () => {
+  // A listener with a backlog of 0 whose one queue slot a connection of its own holds.
+  const UPSTREAM = String.raw`
+import socket, struct, sys
+l = socket.socket()
+l.bind(("127.0.0.1", 0))
+l.listen(0)
+filler = socket.create_connection(l.getsockname())
+print(l.getsockname()[1], flush=True)
+sys.stdin.readline()
+l.accept()[0].close()
+conn, peer = l.accept()
+conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+conn.close()
+print("reset %s:%d" % peer, flush=True)
+sys.stdin.readline()
+`;
+  const PROXY = `
+    const { createProxy } = await import(process.env.PROXY_MODULE);
+    const { createInterface } = await import('node:readline');
+    const proxy = createProxy({ listen: '127.0.0.1:0', target4: process.env.TARGET, workers: 1 });
+    await proxy.listen();
+    console.log(JSON.stringify({ port: proxy.address().port }));
+    for await (const line of createInterface({ input: process.stdin })) {
+      if (line === 'stats') console.log(JSON.stringify(proxy.stats()));
+      else break;
+    }
+    await proxy.close({ drainTimeout: 0 });
+  `;
+
+  function synSent(port: number): boolean {
+    const r = spawnSync('ss', ['-Htn', 'state', 'syn-sent', `( dport = :${port} )`], {
+      encoding: 'utf8',
+    });
+    assert.equal(r.status, 0, `ss failed: ${r.stderr}`);
+    return r.stdout.includes('192.0.2.82:36000');
+  }
+
+  test('is counted as a reset relayed to the client, not as a connect failure', async () => {
+    const upstream = spawn('python3', ['-c', UPSTREAM], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const upLines = createInterface({ input: upstream.stdout! })[Symbol.asyncIterator]();
+    const upstreamPort = Number((await upLines.next()).value);
+    const proxyChild = spawn(process.execPath, ['--input-type=module', '-e', PROXY], {
+      env: {
+        ...process.env,
+        PROXY_MODULE: new URL('../lib/proxy.js', import.meta.url).href,
+        TARGET: `127.0.0.1:${upstreamPort}`,
+      },
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    const lines = createInterface({ input: proxyChild.stdout! })[Symbol.asyncIterator]();
+    try {
+      const { port } = JSON.parse((await lines.next()).value as string) as { port: number };
+      const client = await connectAndSend(port, [v1('192.0.2.82', 36000), 'ping']);
+      const ended = ending(client);
+      await until(() => synSent(upstreamPort), "the proxy's SYN waiting in SYN-SENT");
+      proxyChild.kill('SIGSTOP');
+      upstream.stdin!.write('go\n');
+      const said = (await upLines.next()).value as string;
+      assert.equal(said, 'reset 192.0.2.82:36000');
+      await sleep(200); // the RST reaches the proxy's socket while its process is stopped
+      proxyChild.kill('SIGCONT');
+      assert.equal(await ended, 'reset');
+      proxyChild.stdin!.write('stats\n');
+      const stats = JSON.parse((await lines.next()).value as string) as ReturnType<Proxy['stats']>;
+      assert.equal(stats.admitted, 1);
+      assert.equal(stats.upstreamFailures, 0, 'a connect that completed counted as a failure');
+      assert.equal(stats.active, 0);
+    } finally {
+      proxyChild.kill('SIGCONT');
+      proxyChild.stdin!.end();
+      upstream.stdin!.end();
+      await Promise.all([once(proxyChild, 'exit'), once(upstream, 'exit')]);
+    }
   });
 });
