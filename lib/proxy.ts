@@ -2,7 +2,7 @@
 // native workers ask for (decode the header, apply policy and the route hook), events and stats.
 // It never touches relayed bytes: those stay in the native engine.
 import { EventEmitter } from 'node:events';
-import { isIP, isIPv4 } from 'node:net';
+import { isIPv4 } from 'node:net';
 import type { Allowlist } from './allowlist.js';
 import { systemError, type SystemError } from './errors.js';
 import {
@@ -21,6 +21,7 @@ import {
   type ProxyOptions,
 } from './options.js';
 import { decodeHeader, type ProxyHeader } from './proxy-header.js';
+import { parseIPv4, parseIPv6 } from './ip-address.js';
 import type {
   BoundAddress,
   ConnectionInfo,
@@ -53,6 +54,13 @@ function unmapped(address: string): string {
     if (isIPv4(v4)) return v4;
   }
   return address;
+}
+
+/** 4 or 6 for an address the addon can use, 0 for anything else (a zoned IPv6 included). */
+function ipKind(address: unknown): 0 | 4 | 6 {
+  if (typeof address !== 'string') return 0;
+  if (parseIPv4(address) !== null) return 4;
+  return parseIPv6(address) !== null ? 6 : 0;
 }
 
 function familyOf(address: string): 4 | 6 {
@@ -360,9 +368,9 @@ export class Proxy extends EventEmitter<ProxyEvents> {
       target = { address: t.address, port: t.port };
     }
     const admit = (t: Endpoint): NativeDecision => {
-      // A route hook's answer is checked here, so that one bad answer refuses one connection
-      // and never reaches the addon (which would refuse the whole batch).
-      const kind = isIP(t.address);
+      // A route hook's answer is checked here with the addon's own rules (inet_pton: no zone
+      // index, no leading zeros), so that one bad answer refuses one connection with its reason.
+      const kind = ipKind(t.address);
       const problem =
         kind === 0
           ? `${String(t.address)}, not an IP address`

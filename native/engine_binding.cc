@@ -144,8 +144,11 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   }
 
   // decide(flat): one array of decisions one after the other, [id, reason] for a reject and
-  // [id, -1, sourceAddress, sourcePort, targetAddress, targetPort, mark] for an admit. Anything
-  // else throws and decides nothing: lib/ checks what it passes, so that is a bug there.
+  // [id, -1, sourceAddress, sourcePort, targetAddress, targetPort, mark] for an admit. A list of
+  // the wrong shape throws and decides nothing: lib/ builds it, so that is a bug there. An admit
+  // whose addresses this parser refuses, or of two families, refuses only that connection
+  // (routeRejected): lib/ checks them first, and one answer it let through must not stall the
+  // whole batch.
   Napi::Value Decide(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!info[0].IsArray()) {
@@ -176,16 +179,17 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     SockAddr last_source, last_target;
     // Consecutive decisions mostly share their target (and, for LOCAL, their source).
     auto address = [&](const std::string& ip, double port, std::string* last_ip, SockAddr* last,
-                       SockAddr* into) {
+                       SockAddr* into) -> bool {
       if (!last_ip->empty() && ip == *last_ip) {
         *into = *last;
       } else if (SockAddr::parse(ip.c_str(), 0, into)) {
         *last_ip = ip;
         *last = *into;
       } else {
-        bad = true;
+        return false;
       }
       into->set_port(uint16_t(port));
+      return true;
     };
     uint32_t i = 0;
     while (i < length && !bad) {
@@ -204,8 +208,12 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
         const double src_port = integer(i + 3, 0, 65535), dst_port = integer(i + 5, 1, 65535);
         d.mark = uint32_t(integer(i + 6, 0, 4294967295.0));
         if (bad) break;
-        address(src, src_port, &last_src, &last_source, &d.source);
-        address(dst, dst_port, &last_dst, &last_target, &d.target);
+        if (!address(src, src_port, &last_src, &last_source, &d.source) ||
+            !address(dst, dst_port, &last_dst, &last_target, &d.target) ||
+            d.source.family() != d.target.family()) {
+          d.admit = false;
+          d.reason = kRouteRejected;
+        }
         i += 7;
       }
       out.push_back(std::move(d));

@@ -376,4 +376,55 @@ describe('route hook', () => {
       await proxy.close();
     }
   });
+
+  test('an address Node accepts but the addon cannot use (a zoned IPv6) refuses only its own connection', async () => {
+    // isIP('fe80::1%lo') is 6; the addon's parser (inet_pton) has no zones.
+    const answers: Record<string, () => unknown> = {
+      '2001:db8::11': () => ({ address: 'fe80::1%lo', port: up6.port }),
+      '2001:db8::12': () => Promise.resolve({ address: 'fe80::1%lo', port: up6.port }),
+      '2001:db8::13': () => ({ address: '::1%1', port: up6.port }),
+    };
+    const { proxy, port } = await startProxy({
+      workers: 1,
+      route: ({ client }) => answers[client!.address]?.() as undefined,
+    });
+    const reasons: string[] = [];
+    proxy.on('reject', (r) => reasons.push(`${r.reason}: ${r.error?.message ?? ''}`));
+    try {
+      const clients = [
+        '2001:db8::10',
+        '2001:db8::11',
+        '2001:db8::12',
+        '2001:db8::13',
+        '2001:db8::14',
+      ];
+      const sockets = await Promise.all(
+        clients.map((c, i) => connectAndSend(port, [v2(c, 6000 + i), `from ${c}`])),
+      );
+      const outcomes = await Promise.all(
+        sockets.map(
+          (s) =>
+            new Promise<string>((resolve) => {
+              s.once('data', (d: Buffer) => resolve(d.toString()));
+              s.on('error', () => resolve('closed'));
+              s.once('close', () => resolve('closed'));
+            }),
+        ),
+      );
+      for (const s of sockets) s.destroy();
+      assert.deepEqual(outcomes, [
+        'from 2001:db8::10',
+        'closed',
+        'closed',
+        'closed',
+        'from 2001:db8::14',
+      ]);
+      assert.equal(proxy.stats().rejected.routeRejected, 3);
+      assert.equal(reasons.length, 3);
+      for (const r of reasons)
+        assert.match(r, /^routeRejected: route hook chose .*, not an IP address/);
+    } finally {
+      await proxy.close();
+    }
+  });
 });
