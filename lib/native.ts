@@ -91,6 +91,8 @@ export interface NativeAddon {
   interfaceVersion: number;
   /** Whether this process may create a transparent socket of the family (IP_TRANSPARENT). */
   probeTransparent(family: 4 | 6): ProbeResult;
+  /** The kernel's local routing table as CIDR strings ("127.0.0.0/8", "::1/128", ...). */
+  localTable(): string[];
   /** One TCP connection to target, from a spoofed source (transparent) or plainly when null. */
   connectFrom(
     source: NativeEndpoint | null,

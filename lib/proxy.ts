@@ -33,14 +33,12 @@ import type {
   RouteResult,
 } from './proxy-types.js';
 export type { RouteHook, RouteRequest, RouteResult } from './proxy-types.js';
-import { localAddresses, spoofRefusal } from './source-policy.js';
+import { HostAddresses } from './host-addresses.js';
+import { spoofRefusal } from './source-policy.js';
 
 const REASON_INDEX = new Map<RejectReason, number>(
   NATIVE_REJECT_REASONS.map((reason, index) => [reason, index]),
 );
-
-// How long a snapshot of this host's addresses is trusted by the spoofing check.
-const LOCAL_ADDRESSES_TTL_MS = 5000;
 
 const PERMISSION_HINT =
   'Connecting from client addresses needs CAP_NET_ADMIN or CAP_NET_RAW: run as root, or grant ' +
@@ -98,7 +96,7 @@ export class Proxy extends EventEmitter<ProxyEvents> {
   #address: BoundAddress | null = null;
   #closed: Promise<void> | null = null;
   #starting: Promise<void> | null = null; // listen()'s work, which close() lets finish first
-  #local: { at: number; set: ReadonlySet<string> } = { at: 0, set: new Set() };
+  readonly #hostAddresses = new HostAddresses();
   #unref = false;
 
   constructor(options: ProxyOptions = {}) {
@@ -251,13 +249,6 @@ export class Proxy extends EventEmitter<ProxyEvents> {
     return this;
   }
 
-  #localAddresses(): ReadonlySet<string> {
-    const now = Date.now();
-    if (now - this.#local.at > LOCAL_ADDRESSES_TTL_MS)
-      this.#local = { at: now, set: localAddresses() };
-    return this.#local.set;
-  }
-
   #onBatch(
     meta: Float64Array,
     addresses: string[],
@@ -331,7 +322,7 @@ export class Proxy extends EventEmitter<ProxyEvents> {
     let source: Endpoint;
     if (hasClient) {
       client = { address: unmapped(header.source!.address), port: header.source!.port! };
-      const refusal = spoofRefusal(client.address, client.port, this.#localAddresses());
+      const refusal = spoofRefusal(client.address, client.port, this.#hostAddresses);
       if (refusal !== null) {
         return this.#reject(
           id,
@@ -344,8 +335,24 @@ export class Proxy extends EventEmitter<ProxyEvents> {
       source = client;
     } else {
       // LOCAL, UNKNOWN: no client to stand for. Connect from the load balancer's own address,
-      // never from ours: the application must not mistake it for a local connection.
+      // never from ours: the application must not mistake it for a local connection. So a load
+      // balancer on this host (loopback or one of its addresses) is refused the same way a
+      // header naming such a source is; v1 UNKNOWN may carry a real client's bytes.
       if (o.local === 'reject') return this.#reject(id, 'localRejected', loadBalancer, header);
+      const refusal = spoofRefusal(loadBalancer.address, 1, this.#hostAddresses);
+      if (refusal !== null) {
+        return this.#reject(
+          id,
+          'spoofRefused',
+          loadBalancer,
+          header,
+          new Error(
+            `refusing to connect from the load balancer's address ${loadBalancer.address} for a ` +
+              `${header.command === 'LOCAL' ? 'LOCAL' : 'UNKNOWN'} header (${refusal}): the ` +
+              'application would see a connection from this host',
+          ),
+        );
+      }
       source = { address: loadBalancer.address, port: 0 };
     }
     const family = familyOf(source.address);

@@ -36,12 +36,13 @@ const words = new Uint32Array(4);
 /**
  * Null when the client source `address`:`port` may be used as the upstream connection's source,
  * otherwise the reason it may not. `localAddresses` holds this host's addresses in the forms
- * Node prints (as `localAddresses()` returns them); IPv4 may be there plain or mapped.
+ * Node prints (as `localAddresses()` returns them); IPv4 may be there plain or mapped. Anything
+ * with `has()` will do: the proxy passes the kernel's local table (lib/host-addresses.ts).
  */
 export function spoofRefusal(
   address: string,
   port: number,
-  localAddresses: ReadonlySet<string>,
+  localAddresses: Pick<ReadonlySet<string>, 'has'>,
 ): SpoofRefusal | null {
   if (!Number.isInteger(port) || port < 0 || port > 65535) return 'invalid';
   const zone = address.indexOf('%');

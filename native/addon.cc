@@ -2,7 +2,11 @@
 // Runs on the JavaScript thread only.
 #include <napi.h>
 
+#include <string>
+#include <vector>
+
 #include "binding.h"
+#include "local_table.h"
 #include "probe.h"
 
 namespace mmproxy {
@@ -24,12 +28,29 @@ Napi::Value ProbeTransparent(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// localTable() → ["127.0.0.0/8", "192.0.2.1/32", ...]: the kernel's local table; throws a
+// system error when netlink cannot be read.
+Napi::Value LocalTable(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::vector<std::string> prefixes;
+  int err = 0;
+  const char* syscall = "";
+  if (!dump_local_table(&prefixes, &err, &syscall)) {
+    system_error(env, err, syscall).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Array out = Napi::Array::New(env, prefixes.size());
+  for (size_t i = 0; i < prefixes.size(); i++) out.Set(uint32_t(i), prefixes[i]);
+  return out;
+}
+
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // lib/native.ts refuses an addon whose interface version it does not know.
   exports.Set("interfaceVersion", Napi::Number::New(env, kInterfaceVersion));
   exports.Set("probeTransparent", Napi::Function::New(env, ProbeTransparent, "probeTransparent"));
+  exports.Set("localTable", Napi::Function::New(env, LocalTable, "localTable"));
   init_engine(env, exports);
   init_connect_check(env, exports);
   return exports;

@@ -18,6 +18,12 @@ import {
   until,
 } from './helpers/net.js';
 import { v1, v2, v2Local } from './helpers/headers.js';
+import { foreignPeer } from './helpers/foreign-peer.js';
+
+/** A header and a payload as one buffer. */
+function frame(header: Uint8Array | string, payload: string): Buffer {
+  return Buffer.concat([Buffer.from(header), Buffer.from(payload)]);
+}
 
 requireNamespace();
 
@@ -117,17 +123,45 @@ describe('headers without a client', () => {
     try {
       for (const header of [v2Local(), 'PROXY UNKNOWN\r\n']) {
         const before = up4.connections.length;
-        // The "load balancer" connects from 127.0.0.9, an address the proxy does not use.
+        // The "load balancer" is on another host: 198.51.100.9, an address this one lacks.
+        const reply = await foreignPeer('tcp', '198.51.100.9', port, frame(header, 'ping'), 500);
+        assert.equal(reply.toString(), 'ping');
+        const seen = (await up4.waitFor(before + 1))[before]!;
+        assert.equal(seen.remoteAddress, '198.51.100.9');
+      }
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test('LOCAL and UNKNOWN from a load balancer on this host are refused as spoofing', async () => {
+    const { proxy, port } = await startProxy({ listen: '0.0.0.0:0' });
+    const rejects: RejectInfo[] = [];
+    proxy.on('reject', (r) => rejects.push(r));
+    try {
+      for (const header of [v2Local(), 'PROXY UNKNOWN\r\n']) {
+        const before = up4.connections.length;
+        // 127.0.0.9: the application would see a loopback peer and may trust it as local.
         const socket = net.connect({ port, host: '127.0.0.1', localAddress: '127.0.0.9' });
         await once(socket, 'connect');
         socket.write(header);
         socket.write('ping');
-        const [data] = (await once(socket, 'data')) as [Buffer];
-        assert.equal(data.toString(), 'ping');
-        const seen = (await up4.waitFor(before + 1))[before]!;
-        assert.equal(seen.remoteAddress, '127.0.0.9');
+        const echoed = once(socket, 'data').then(() => 'echoed');
+        assert.notEqual(await Promise.race([ending(socket), echoed]), 'echoed');
         socket.destroy();
+        await sleep(20);
+        assert.equal(up4.connections.length, before);
       }
+      assert.equal(proxy.stats().rejected.spoofRefused, 2);
+      assert.deepEqual(
+        rejects.map((r) => r.reason),
+        ['spoofRefused', 'spoofRefused'],
+      );
+      assert.match(
+        rejects[0]!.error!.message,
+        /load balancer's address 127\.0\.0\.9 .*LOCAL.*loopback/,
+      );
+      assert.match(rejects[1]!.error!.message, /UNKNOWN header \(loopback\)/);
     } finally {
       await proxy.close();
     }

@@ -9,6 +9,7 @@ import { createProxy, type Proxy, type RouteRequest } from '../lib/proxy.js';
 import type { ProxyOptions } from '../lib/options.js';
 import { requireNamespace, sleep, until } from './helpers/net.js';
 import { v1, v2, v2Local } from './helpers/headers.js';
+import { foreignPeer } from './helpers/foreign-peer.js';
 
 requireNamespace();
 
@@ -207,12 +208,34 @@ describe('datagrams', () => {
 describe('flow table', () => {
   test('LOCAL is forwarded from the load balancer’s own address', async () => {
     const { proxy, port } = await startProxy();
+    try {
+      const before = up4.seen.length;
+      // The load balancer is on another host: 198.51.100.9, an address this one lacks.
+      const datagram = Buffer.concat([Buffer.from(v2Local()), Buffer.from('local')]);
+      const reply = await foreignPeer('udp', '198.51.100.9', port, datagram);
+      assert.equal(reply.toString(), 'local');
+      assert.equal(up4.seen[before]?.address, '198.51.100.9');
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test('LOCAL from a load balancer on this host is refused as spoofing', async () => {
+    const { proxy, port } = await startProxy();
     const lb = await LoadBalancer.start('127.0.0.9');
+    const reasons: string[] = [];
+    proxy.on('reject', (r) => reasons.push(`${r.reason}: ${r.error?.message ?? ''}`));
     try {
       const before = up4.seen.length;
       lb.send(port, v2Local(), 'local');
-      await until(() => lb.replies.includes('local'), 'the reply');
-      assert.equal(up4.seen[before]?.address, '127.0.0.9');
+      await until(() => reasons.length === 1, 'the refusal');
+      await sleep(50);
+      assert.equal(up4.seen.length, before);
+      assert.deepEqual(lb.replies, []);
+      assert.match(
+        reasons[0]!,
+        /^spoofRefused: .*load balancer's address 127\.0\.0\.9 .*\(loopback\)/,
+      );
     } finally {
       lb.close();
       await proxy.close();
