@@ -187,6 +187,10 @@ void UdpWorker::stop_reading() {
   reading_ = false;
   for (int i : owned_listeners_)
     epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, engine_.listeners()[size_t(i)].get(), nullptr);
+  // The acknowledgement lets close() close the listeners, which replies leave from: the replies
+  // this round has read go out first, and nothing touches a listener afterwards (reading_ is
+  // false, and with no replies held flush_replies() does not look at them).
+  flush_replies();
   engine_.ack_stop_accepting();
 }
 

@@ -26,6 +26,7 @@ class UdpWorker : public WorkerThread {
   int setup(SocketError* err) override;  // JS thread
   void run() override;
   void handle_inbox();
+  // Stops reading the listeners and sends the replies held; then close() may close the listeners.
   void stop_reading();
   void read_listener(int listener_index);
   void read_flow(UdpFlow* flow);
