@@ -3,6 +3,7 @@
 // Worker thread only.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <unordered_map>
@@ -38,6 +39,9 @@ struct UdpFlow {
   SockAddr local;
   UniqueFd socket;  // transparent, bound to the client, connected to the target
   std::vector<std::vector<uint8_t>> queue;  // payloads that arrived while pending
+  // The smallest payload size whose UDP GSO send to the target the kernel refused for the
+  // route's MTU; payloads this large or larger are sent one by one (and fragmented) from then on.
+  size_t gso_too_large = SIZE_MAX;
   int64_t last_active_ms = 0;
   // Replies: read one at a time until the flow is ready again in the very next round of events,
   // then in batches until a batch finds only one.

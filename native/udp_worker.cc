@@ -39,6 +39,10 @@ bool icmp_error(int e) {
 // answers a UDP_SEGMENT send.
 bool gso_refusal(int e) { return e == EIO || e == EINVAL || e == EOPNOTSUPP || e == ENOPROTOOPT; }
 
+// What the kernel answers a UDP_SEGMENT send whose segment and headers exceed the route's MTU:
+// it never fragments GSO segments, but it does fragment the same datagrams sent one by one.
+bool mtu_refusal(int e) { return e == EMSGSIZE; }
+
 // Removes the source address (IP_PKTINFO / IPV6_PKTINFO) from a reply's control messages, keeping
 // a UDP_SEGMENT one; false if there was none to remove.
 bool drop_source(msghdr* m) {
@@ -119,6 +123,7 @@ int UdpWorker::setup(SocketError* err) {
   gso_counts_.resize(kBatch);
   gso_first_.resize(kBatch);
   gso_control_.resize(size_t(kBatch) * kReplyControlSize);
+  reply_gso_too_large_.assign(listeners.size(), SIZE_MAX);
   reply_from_.resize(kBatch);
   return 0;
 }
@@ -182,6 +187,10 @@ void UdpWorker::stop_reading() {
   reading_ = false;
   for (int i : owned_listeners_)
     epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, engine_.listeners()[size_t(i)].get(), nullptr);
+  // The acknowledgement lets close() close the listeners, which replies leave from: the replies
+  // this round has read go out first, and nothing touches a listener afterwards (reading_ is
+  // false, and with no replies held flush_replies() does not look at them).
+  flush_replies();
   engine_.ack_stop_accepting();
 }
 
@@ -291,7 +300,7 @@ void UdpWorker::send_staged(UdpFlow* f, int count) {
       uniform = i + 1 < count ? len == size : len > 0 && len <= size;
       total += len;
     }
-    if (uniform && total <= kMaxSegmentedBytes) {
+    if (uniform && total <= kMaxSegmentedBytes && size < f->gso_too_large) {
       alignas(cmsghdr) char control[kSegmentControlSize] = {};
       msghdr m{};
       m.msg_iov = out_iov_.data();
@@ -310,11 +319,17 @@ void UdpWorker::send_staged(UdpFlow* f, int count) {
         Counters::add(counters_.datagrams_to_upstreams, uint64_t(count));
         return;
       }
-      if (gso_proven_ || !gso_refusal(errno)) {
+      const int e = errno;
+      if (mtu_refusal(e)) {
+        // Too large for the route: these go out plainly below, and so do this flow's later
+        // payloads of this size or larger.
+        f->gso_too_large = size;
+      } else if (gso_proven_ || !gso_refusal(e)) {
         Counters::add(counters_.datagrams_dropped, uint64_t(count));
         return;
+      } else {
+        use_gso_ = false;  // refused: plain sends from now on
       }
-      use_gso_ = false;  // refused: plain sends from now on
     }
   }
   if (count == 1) {
@@ -575,6 +590,7 @@ void UdpWorker::send_replies_segmented(int lfd, int start, int end) {
   // Consecutive replies to one load balancer with one size (and one source) go out as a single
   // UDP GSO send (UDP_SEGMENT): the stack is crossed once for the group, and the kernel cuts it
   // into the same datagrams. Groups of one are sent as they are.
+  size_t& too_large = reply_gso_too_large_[size_t(reply_listener_[start])];
   int groups = 0;
   for (int i = start; i < end;) {
     const size_t size = reply_iov_[i].iov_len;
@@ -583,7 +599,7 @@ void UdpWorker::send_replies_segmented(int lfd, int start, int end) {
     int j = i + 1;
     size_t total = size;
     while (j < end && j - i < kMaxSegments && reply_iov_[j].iov_len == size && size > 0 &&
-           total + size <= kMaxSegmentedBytes && reply_to_[j].len == to.len &&
+           size < too_large && total + size <= kMaxSegmentedBytes && reply_to_[j].len == to.len &&
            std::memcmp(&reply_to_[j].storage, &to.storage, to.len) == 0 &&
            reply_from_[j].len == from.len && (from.len == 0 || reply_from_[j].same_ip(from))) {
       total += size;
@@ -633,6 +649,15 @@ void UdpWorker::send_replies_segmented(int lfd, int start, int end) {
     const int e = errno;
     if (buffer_full(e)) break;
     if (e == EINVAL && drop_source(&gso_msgs_[size_t(g)].msg_hdr)) continue;  // as in plain sends
+    if (gso_counts_[size_t(g)] > 1 && mtu_refusal(e)) {
+      // Too large for the route to this load balancer: the group's replies go out one by one
+      // (fragmented), and replies this large or larger through this listener are not grouped.
+      const int first = gso_first_[size_t(g)];
+      too_large = std::min(too_large, reply_iov_[first].iov_len);
+      send_replies_plain(lfd, first, first + gso_counts_[size_t(g)]);
+      g++;
+      continue;
+    }
     if (gso_counts_[size_t(g)] > 1 && !gso_proven_ && gso_refusal(e)) {
       // No UDP GSO here (an old kernel, or a device that refuses it): plain sends from now on.
       use_gso_ = false;

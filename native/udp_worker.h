@@ -7,6 +7,7 @@
 
 #include <sys/socket.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -25,6 +26,7 @@ class UdpWorker : public WorkerThread {
   int setup(SocketError* err) override;  // JS thread
   void run() override;
   void handle_inbox();
+  // Stops reading the listeners and sends the replies held; then close() may close the listeners.
   void stop_reading();
   void read_listener(int listener_index);
   void read_flow(UdpFlow* flow);
@@ -36,8 +38,9 @@ class UdpWorker : public WorkerThread {
   static size_t put_source(cmsghdr* c, const SockAddr& from);
   void flush_replies();
   // Send replies [start, end) through lfd: grouped for UDP GSO where they can be (plainly from
-  // the first group the kernel refuses GSO for, and from then on), or one message each. A reply
-  // the kernel refuses is dropped and counted, and the others go on.
+  // the first group the kernel refuses GSO for, and from then on), or one message each. A group
+  // too large for the route's MTU goes out one message each, and its size is not grouped on that
+  // listener again. A reply the kernel refuses is dropped and counted, and the others go on.
   void send_replies_segmented(int lfd, int start, int end);
   void send_replies_plain(int lfd, int start, int end);
   void send_batch();
@@ -100,6 +103,9 @@ class UdpWorker : public WorkerThread {
   std::vector<int> gso_counts_;  // datagrams in each group
   std::vector<int> gso_first_;   // each group's first reply
   std::vector<char> gso_control_;
+  // Per listener: the smallest reply size whose UDP GSO send the kernel refused for the route's
+  // MTU (to any load balancer); replies this large or larger are not grouped. SIZE_MAX: none.
+  std::vector<size_t> reply_gso_too_large_;
   int64_t now_ms_ = 0;          // read once per round of events
   uint64_t event_round_ = 1;    // counts the rounds of events
   bool crowded_round_ = false;  // this round's epoll_wait filled its whole array
