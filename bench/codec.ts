@@ -3,7 +3,7 @@
 //   node dist/bench/codec.js [milliseconds-per-run] [runs]
 import ppjs from 'proxy-protocol-js';
 import { decodeHeader, encodeHeader } from '../lib/proxy-header.js';
-import { formatIPv4, formatIPv6 } from '../lib/ip-address.js';
+import { formatIPv4, formatIPv6 } from '../lib/codec/ip-address.js';
 
 const RUN_MS = Number(process.argv[2] ?? 300);
 const RUNS = Number(process.argv[3] ?? 7);

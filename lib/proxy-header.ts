@@ -16,7 +16,7 @@
 // Where the spec leaves a choice, the stricter reading is taken, because a header decides whose
 // address the application sees; each such choice is marked "Choice:" below.
 import { ProxyProtocolError } from './errors.js';
-import { CRC32C_INIT, crc32cFinish, crc32cUpdate, crc32cZeroed } from './crc32c.js';
+import { CRC32C_INIT, crc32cFinish, crc32cUpdate, crc32cZeroed } from './codec/crc32c.js';
 import {
   SCAN_INCOMPLETE,
   SCAN_INVALID,
@@ -27,7 +27,7 @@ import {
   scanFailedAt,
   scanIPv4,
   scanIPv6,
-} from './ip-address.js';
+} from './codec/ip-address.js';
 
 // So that the "mmproxy-native/codec" entry point alone is enough to tell decoding errors apart.
 export { ProxyProtocolError };

@@ -13,7 +13,7 @@ import {
   type Tlv,
 } from '../lib/proxy-header.js';
 import { ProxyProtocolError } from '../lib/errors.js';
-import { formatIPv6, parseIPv4, parseIPv6 } from '../lib/ip-address.js';
+import { formatIPv6, parseIPv4, parseIPv6 } from '../lib/codec/ip-address.js';
 
 // FC_RUNS=5000 for a deeper run.
 const RUNS = Number(process.env.FC_RUNS ?? 300);

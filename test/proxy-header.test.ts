@@ -11,8 +11,8 @@ import {
   type Tlv,
 } from '../lib/proxy-header.js';
 import { ProxyProtocolError } from '../lib/errors.js';
-import { crc32c } from '../lib/crc32c.js';
-import { formatIPv4, formatIPv6, parseIPv4, parseIPv6 } from '../lib/ip-address.js';
+import { crc32c } from '../lib/codec/crc32c.js';
+import { formatIPv4, formatIPv6, parseIPv4, parseIPv6 } from '../lib/codec/ip-address.js';
 
 // ---------------------------------------------------------------------------------------------
 // Byte builders, independent of the encoder.
