@@ -2,7 +2,7 @@
 // headers; both sides must end with the client's and the server's addresses as strings.
 //   node dist/bench/codec.js [milliseconds-per-run] [runs]
 import ppjs from 'proxy-protocol-js';
-import { decodeHeader, encodeHeader } from '../lib/proxy-header.js';
+import { decodeHeader, encodeHeader } from '../lib/codec/index.js';
 import { formatIPv4, formatIPv6 } from '../lib/codec/ip-address.js';
 
 const RUN_MS = Number(process.argv[2] ?? 300);

@@ -20,7 +20,7 @@ import {
   type NormalizedOptions,
   type ProxyOptions,
 } from './options.js';
-import { decodeHeader, type ProxyHeader } from './proxy-header.js';
+import { decodeHeader, type ProxyHeader } from './codec/index.js';
 import type {
   BoundAddress,
   ConnectionInfo,

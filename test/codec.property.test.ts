@@ -11,7 +11,7 @@ import {
   type ProxyHeaderInput,
   type ProxySslInput,
   type Tlv,
-} from '../lib/proxy-header.js';
+} from '../lib/codec/index.js';
 import { ProxyProtocolError } from '../lib/errors.js';
 import { formatIPv6, parseIPv4, parseIPv6 } from '../lib/codec/ip-address.js';
 
