@@ -2,8 +2,8 @@
 // headers; both sides must end with the client's and the server's addresses as strings.
 //   node dist/bench/codec.js [milliseconds-per-run] [runs]
 import ppjs from 'proxy-protocol-js';
-import { decodeHeader, encodeHeader } from '../lib/proxy-header.js';
-import { formatIPv4, formatIPv6 } from '../lib/ip-address.js';
+import { decodeHeader, encodeHeader } from '../lib/codec/index.js';
+import { formatIPv4, formatIPv6 } from '../lib/codec/ip-address.js';
 
 const RUN_MS = Number(process.argv[2] ?? 300);
 const RUNS = Number(process.argv[3] ?? 7);

@@ -13,7 +13,7 @@ import net from 'node:net';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { v1 } from '../test/helpers/headers.js';
-import { encodeHeader } from '../lib/proxy-header.js';
+import { encodeHeader } from '../lib/codec/index.js';
 
 const INSIDE = 'MMPROXY_SOAK_INSIDE';
 const { values } = parseArgs({

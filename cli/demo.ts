@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
-import { encodeHeader } from '../lib/proxy-header.js';
+import { encodeHeader } from '../lib/codec/index.js';
 import { runIp } from '../lib/self-check.js';
 import type { CliIo } from './io.js';
 import { setupRoutes } from './routes.js';

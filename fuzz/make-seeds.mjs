@@ -1,13 +1,13 @@
 // Writes the seed corpus (fuzz/corpus/framing/) from headers the package's own encoder makes:
 // v1 and v2, every family, LOCAL, TLVs, and the truncated and corrupted forms of each.
-//   node fuzz/make-seeds.mjs [path/to/compiled/lib/proxy-header.js]
+//   node fuzz/make-seeds.mjs [path/to/compiled/lib/codec/index.js]
 import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const codec = process.argv[2] ?? path.join(here, '..', 'dist', 'lib', 'proxy-header.js');
+const codec = process.argv[2] ?? path.join(here, '..', 'dist', 'lib', 'codec', 'index.js');
 const { encodeHeader, TLV_TYPE } = await import(pathToFileURL(path.resolve(codec)).href);
 
 const ep = (address, port) => ({ address, port });

@@ -16,7 +16,7 @@
 import { readFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { AllowlistError } from './errors.js';
-import { formatIPv4, formatIPv6, parseIPv4, parseIPv6 } from './ip-address.js';
+import { formatIPv4, formatIPv6, parseIPv4, parseIPv6 } from './codec/ip-address.js';
 
 const EXAMPLE = 'such as 192.0.2.0/24 or 2001:db8::/32, or a single address such as 192.0.2.7';
 
@@ -26,7 +26,7 @@ export const COMPILED_RECORD_SIZE = 18;
 // ---------------------------------------------------------------------------------------------
 // Address literals as four 32-bit words (network order across words). An IPv4 address is stored
 // as its mapped form ::ffff:a.b.c.d so that both spellings of an IPv4 peer compare equal.
-// Parsing and printing are lib/ip-address.ts's; these adapters give options.ts and
+// Parsing and printing are lib/codec/ip-address.ts's; these adapters give options.ts and
 // source-policy.ts the word form the matchers use.
 
 const wordBytes = new Uint8Array(16);

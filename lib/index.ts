@@ -26,7 +26,7 @@ export {
   V1_MAX_LENGTH,
   V2_MAX_LENGTH,
   UNIQUE_ID_MAX_LENGTH,
-} from './proxy-header.js';
+} from './codec/index.js';
 export type {
   ProxyHeader,
   ProxyHeaderInput,
@@ -39,7 +39,7 @@ export type {
   DecodeOptions,
   DecodeResult,
   EncodeOptions,
-} from './proxy-header.js';
+} from './codec/index.js';
 export { selfCheck, routingCommands, remoteBackendCommands, SPOOF_SOURCES } from './self-check.js';
 export type {
   CheckItem,

@@ -1,5 +1,5 @@
 // The shapes a running Proxy reports: connection and rejection records, stats, events.
-import type { ProxyHeader } from './proxy-header.js';
+import type { ProxyHeader } from './codec/index.js';
 
 export interface Endpoint {
   address: string;

@@ -20,8 +20,8 @@ import {
   type NormalizedOptions,
   type ProxyOptions,
 } from './options.js';
-import { decodeHeader, type ProxyHeader } from './proxy-header.js';
-import { parseIPv4, parseIPv6 } from './ip-address.js';
+import { decodeHeader, type ProxyHeader } from './codec/index.js';
+import { parseIPv4, parseIPv6 } from './codec/ip-address.js';
 import type {
   BoundAddress,
   ConnectionInfo,

@@ -1,5 +1,5 @@
 // Where a PROXY protocol header ends, from its first bytes: the only parsing native code does.
-// Decoding (addresses, TLVs, validation) is lib/proxy-header.ts's job. Any thread; pure.
+// Decoding (addresses, TLVs, validation) is lib/codec/'s job. Any thread; pure.
 #pragma once
 
 #include <cstddef>

@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { decodeHeader, encodeHeader, TLV_TYPE, type ProxyHeader } from '../lib/proxy-header.js';
+import { decodeHeader, encodeHeader, TLV_TYPE, type ProxyHeader } from '../lib/codec/index.js';
 
 const DIFFERENTIAL_CASES = Number(process.env.MMPROXY_DIFF_CASES ?? 3000);
 

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { createProxy, type Proxy } from '../lib/proxy.js';
 import type { ProxyOptions } from '../lib/options.js';
 import type { ConnectionInfo } from '../lib/proxy-types.js';
-import { encodeHeader, TLV_TYPE, type Tlv } from '../lib/proxy-header.js';
+import { encodeHeader, TLV_TYPE, type Tlv } from '../lib/codec/index.js';
 import {
   Upstream,
   connectAndSend,

@@ -335,8 +335,8 @@ describe('the packed package, installed without a compiler or network', () => {
       'scripts/install.js',
       'dist/lib/index.js',
       'dist/lib/index.d.ts',
-      'dist/lib/proxy-header.js',
-      'dist/lib/proxy-header.d.ts',
+      'dist/lib/codec/index.js',
+      'dist/lib/codec/index.d.ts',
       'dist/cli/bin.js',
     ];
     for (const f of needed) assert.ok(files.includes(f), `${f} is missing from the tarball`);

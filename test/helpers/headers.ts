@@ -1,6 +1,6 @@
 // PROXY headers for the relay tests, built with the package's own encoder.
 import { isIPv4 } from 'node:net';
-import { encodeHeader, type ProxyHeader } from '../../lib/proxy-header.js';
+import { encodeHeader, type ProxyHeader } from '../../lib/codec/index.js';
 
 export function v1(
   source: string,

@@ -9,10 +9,10 @@ import {
   type DecodeOptions,
   type ProxyHeader,
   type Tlv,
-} from '../lib/proxy-header.js';
+} from '../lib/codec/index.js';
 import { ProxyProtocolError } from '../lib/errors.js';
-import { crc32c } from '../lib/crc32c.js';
-import { formatIPv4, formatIPv6, parseIPv4, parseIPv6 } from '../lib/ip-address.js';
+import { crc32c } from '../lib/codec/crc32c.js';
+import { formatIPv4, formatIPv6, parseIPv4, parseIPv6 } from '../lib/codec/ip-address.js';
 
 // ---------------------------------------------------------------------------------------------
 // Byte builders, independent of the encoder.

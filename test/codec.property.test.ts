@@ -11,9 +11,9 @@ import {
   type ProxyHeaderInput,
   type ProxySslInput,
   type Tlv,
-} from '../lib/proxy-header.js';
+} from '../lib/codec/index.js';
 import { ProxyProtocolError } from '../lib/errors.js';
-import { formatIPv6, parseIPv4, parseIPv6 } from '../lib/ip-address.js';
+import { formatIPv6, parseIPv4, parseIPv6 } from '../lib/codec/ip-address.js';
 
 // FC_RUNS=5000 for a deeper run.
 const RUNS = Number(process.env.FC_RUNS ?? 300);
