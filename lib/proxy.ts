@@ -92,6 +92,7 @@ export class Proxy extends EventEmitter<ProxyEvents> {
   #addon: NativeAddon;
   #engine: NativeEngine | null = null;
   #allowlist: Allowlist | null | undefined = undefined; // undefined: not loaded yet
+  #allowlistVersion = 0; // setAllowlist() calls so far
   #state: 'new' | 'starting' | 'listening' | 'closing' | 'closed' = 'new';
   #address: BoundAddress | null = null;
   #closed: Promise<void> | null = null;
@@ -130,7 +131,12 @@ export class Proxy extends EventEmitter<ProxyEvents> {
           });
         }
       }
-      if (this.#allowlist === undefined) this.#allowlist = await loadAllowlist(this.options);
+      if (this.#allowlist === undefined) {
+        const version = this.#allowlistVersion;
+        const loaded = await loadAllowlist(this.options);
+        // setAllowlist() while the file was read wins: the last call is the list in force.
+        if (this.#allowlistVersion === version) this.#allowlist = loaded;
+      }
       const o = this.options;
       const engine = new this.#addon.Engine(
         {
@@ -178,6 +184,7 @@ export class Proxy extends EventEmitter<ProxyEvents> {
   /** Swaps the allowlist atomically: connections accepted from now on are checked against it. */
   setAllowlist(list: Allowlist | null): void {
     this.#allowlist = list;
+    this.#allowlistVersion++;
     this.#engine?.setAllowlist(list ? list.compile() : null);
   }
 

@@ -5,6 +5,9 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { createProxy, type Proxy } from '../lib/proxy.js';
 import type { ProxyOptions } from '../lib/options.js';
 import type { RejectInfo, ConnectionInfo } from '../lib/proxy-types.js';
@@ -317,6 +320,31 @@ describe('allowlist', () => {
       assert.equal(proxy.stats().rejected.notAllowed, 1);
     } finally {
       await proxy.close();
+    }
+  });
+
+  test('a list set while listen() still reads the file wins over the file', async () => {
+    const { Allowlist } = await import('../lib/allowlist.js');
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'mmproxy-allow-'));
+    const file = path.join(dir, 'allowed.txt');
+    await writeFile(file, '0.0.0.0/0\n::/0\n');
+    const proxy = createProxy({
+      listen: '127.0.0.1:0',
+      target4: up4.endpoint,
+      target6: up6.endpoint,
+      allowedSubnetsFile: file,
+    });
+    try {
+      const listening = proxy.listen();
+      proxy.setAllowlist(Allowlist.from(['192.0.2.0/24']));
+      await listening;
+      assert.deepEqual(proxy.allowlist?.entries, ['192.0.2.0/24']);
+      const socket = await connectAndSend(proxy.address()!.port, [v1('203.0.113.4', 1003), 'x']);
+      await ending(socket);
+      assert.equal(proxy.stats().rejected.notAllowed, 1);
+    } finally {
+      await proxy.close();
+      await rm(dir, { recursive: true });
     }
   });
 });
