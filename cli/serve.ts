@@ -24,8 +24,48 @@ export interface ServeHooks {
   summaryIntervalMs?: number;
 }
 
+/**
+ * Signals from the first line of serve() to its last. Until the proxy runs, a stop is remembered
+ * (start-up goes no further and cleans up) and so is a reload (done once running); then run()
+ * takes them over.
+ */
+class SignalState {
+  stop: CliSignal | null = null;
+  reload = false;
+  handler: ((signal: CliSignal) => void) | null = null;
+
+  constructor(private readonly logger: Logger) {}
+
+  readonly listener = (signal: CliSignal): void => {
+    if (this.handler) return this.handler(signal);
+    if (signal === 'SIGHUP') {
+      this.reload = true;
+      this.logger.info('SIGHUP during start-up: reloading once listening', { signal });
+    } else if (this.stop === null) {
+      this.stop = signal;
+      this.logger.info('stop requested during start-up', { signal });
+    }
+  };
+}
+
 export async function serve(flags: CliFlags, io: CliIo, hooks: ServeHooks = {}): Promise<number> {
   const logger = new Logger(io.stdout);
+  const signals = new SignalState(logger);
+  io.signals?.on('signal', signals.listener);
+  try {
+    return await serveWithSignals(flags, io, hooks, logger, signals);
+  } finally {
+    io.signals?.off('signal', signals.listener);
+  }
+}
+
+async function serveWithSignals(
+  flags: CliFlags,
+  io: CliIo,
+  hooks: ServeHooks,
+  logger: Logger,
+  signals: SignalState,
+): Promise<number> {
   const listenAddr = flags.listen;
   const base = { protocol: flags.protocol, listenAddr };
 
@@ -55,6 +95,7 @@ export async function serve(flags: CliFlags, io: CliIo, hooks: ServeHooks = {}):
     return 1;
   }
 
+  if (signals.stop !== null) return 0;
   if (flags.setupRoutes !== undefined) {
     try {
       routes = await setupRoutes(
@@ -79,7 +120,8 @@ export async function serve(flags: CliFlags, io: CliIo, hooks: ServeHooks = {}):
   }
 
   try {
-    return await run(proxy, flags, io, logger, hooks);
+    if (signals.stop !== null) return 0;
+    return await run(proxy, flags, logger, hooks, signals);
   } finally {
     await teardownRoutes();
   }
@@ -88,9 +130,9 @@ export async function serve(flags: CliFlags, io: CliIo, hooks: ServeHooks = {}):
 async function run(
   proxy: Proxy,
   flags: CliFlags,
-  io: CliIo,
   logger: Logger,
   hooks: ServeHooks,
+  signals: SignalState,
 ): Promise<number> {
   const base = { protocol: flags.protocol, listenAddr: flags.listen };
   const localAddr = (): string => {
@@ -132,6 +174,55 @@ async function run(
     allowlistReloads: { ok: 0, error: 0 },
     startTimeSeconds: Math.floor(Date.now() / 1000),
   };
+
+  // SIGHUP reloads run one after another, so the last file read is the list in force.
+  let reloading = Promise.resolve();
+  const reload = (): void => {
+    reloading = reloading.then(async () => {
+      const file = flags.allowedSubnetsFile;
+      if (file === undefined) {
+        logger.warn('SIGHUP ignored: there is no --allowed-subnets file to reload');
+        return;
+      }
+      try {
+        const { Allowlist } = await import('../lib/allowlist.js');
+        const list = await Allowlist.fromFile(file);
+        proxy.setAllowlist(list);
+        counters.allowlistReloads.ok++;
+        logger.info('allowed subnets reloaded', { path: file, subnets: list.size });
+      } catch (err) {
+        counters.allowlistReloads.error++;
+        logger.error('failed to reload allowed subnets; keeping the previous list', {
+          path: file,
+          error: err as Error,
+        });
+      }
+    });
+  };
+
+  let stopping = false;
+  const onSignal = (signal: CliSignal): void => {
+    if (signal === 'SIGHUP') return reload();
+    if (!stopping) {
+      stopping = true;
+      const drainTimeout = flags.drainTimeout ?? proxy.options.drainTimeout;
+      logger.info('shutting down: draining connections', {
+        signal,
+        active: proxy.stats().active,
+        drainTimeoutSeconds: drainTimeout / 1000,
+      });
+      void proxy.close({ drainTimeout }).then(
+        () => finish(fatal ? 1 : 0),
+        (err: Error) => {
+          logger.error('failed to close', { error: err });
+          finish(1);
+        },
+      );
+    } else {
+      logger.info('stopping now', { signal, active: proxy.stats().active });
+      void proxy.close({ drainTimeout: 0 });
+    }
+  };
   logger.info('listening', {
     ...base,
     localAddr: localAddr(),
@@ -142,6 +233,11 @@ async function run(
     mark: flags.mark,
     verbosity: flags.verbosity,
   });
+
+  // From here on run() handles signals; what came during start-up is done now.
+  signals.handler = onSignal;
+  if (signals.reload) reload();
+  if (signals.stop !== null) onSignal(signals.stop);
 
   let metrics: MetricsServer | undefined;
   if (flags.metrics) {
@@ -194,62 +290,14 @@ async function run(
     logger.flushSuppressed();
   }, hooks.summaryIntervalMs ?? SUMMARY_INTERVAL_MS);
 
-  // SIGHUP reloads run one after another, so the last file read is the list in force.
-  let reloading = Promise.resolve();
-  const reload = (): void => {
-    reloading = reloading.then(async () => {
-      const file = flags.allowedSubnetsFile;
-      if (file === undefined) {
-        logger.warn('SIGHUP ignored: there is no --allowed-subnets file to reload');
-        return;
-      }
-      try {
-        const { Allowlist } = await import('../lib/allowlist.js');
-        const list = await Allowlist.fromFile(file);
-        proxy.setAllowlist(list);
-        counters.allowlistReloads.ok++;
-        logger.info('allowed subnets reloaded', { path: file, subnets: list.size });
-      } catch (err) {
-        counters.allowlistReloads.error++;
-        logger.error('failed to reload allowed subnets; keeping the previous list', {
-          path: file,
-          error: err as Error,
-        });
-      }
-    });
-  };
-
-  let stopping = false;
-  const onSignal = (signal: CliSignal): void => {
-    if (signal === 'SIGHUP') return reload();
-    if (!stopping) {
-      stopping = true;
-      const drainTimeout = flags.drainTimeout ?? proxy.options.drainTimeout;
-      logger.info('shutting down: draining connections', {
-        signal,
-        active: proxy.stats().active,
-        drainTimeoutSeconds: drainTimeout / 1000,
-      });
-      void proxy.close({ drainTimeout }).then(
-        () => finish(fatal ? 1 : 0),
-        (err: Error) => {
-          logger.error('failed to close', { error: err });
-          finish(1);
-        },
-      );
-    } else {
-      logger.info('stopping now', { signal, active: proxy.stats().active });
-      void proxy.close({ drainTimeout: 0 });
-    }
-  };
-  io.signals?.on('signal', onSignal);
   // The library closed without us asking (a listener died): that is a failure.
   proxy.on('close', () => {
     if (!stopping) finish(1);
   });
 
   const code = await finished;
-  io.signals?.off('signal', onSignal);
+  // Until serve() returns, a signal neither kills the process nor reloads a closed proxy.
+  signals.handler = (signal) => logger.info('signal ignored: already stopped', { signal });
   clearInterval(timer);
   await reloading;
   summary.report(logger);

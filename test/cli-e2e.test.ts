@@ -380,3 +380,78 @@ test('--setup-routes in a fresh namespace: the proxy works without prior rules, 
   ]);
   assert.ok(out.lines.some((l) => l.msg === 'routing entries removed' && l.removed === 4));
 });
+
+test('SIGHUP and SIGTERM while start-up waits for the allowlist do what they do later; routes are removed', async () => {
+  requireNamespace();
+  // The allowlist is a FIFO, so listen() waits in start-up until the test writes the list.
+  const code = `
+    import fs from 'node:fs';
+    import { spawn, execFileSync } from 'node:child_process';
+    const rules = () => execFileSync('sh', ['-c', 'ip rule; ip -6 rule']).toString();
+    const before = rules();
+    const dir = fs.mkdtempSync('/tmp/mmproxy-fifo-');
+    const fifo = dir + '/allowed';
+    execFileSync('mkfifo', [fifo]);
+    const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+    const start = () => {
+      const child = spawn(process.execPath, [${JSON.stringify(BIN)}, '-l', '127.0.0.1:0', '-4', '127.0.0.1:9', '-6', '[::1]:9', '--allowed-subnets', fifo, '--setup-routes', '125']);
+      const lines = [];
+      let out = '';
+      child.stdout.on('data', (d) => { out += d; let i; while ((i = out.indexOf('\\n')) >= 0) { lines.push(JSON.parse(out.slice(0, i))); out = out.slice(i + 1); } });
+      const exited = new Promise((r) => child.on('exit', (code, signal) => r({ code, signal })));
+      const alive = () => child.exitCode === null && child.signalCode === null;
+      const wait = async (msg) => { for (let i = 0; i < 200 && alive(); i++) { if (lines.some((x) => x.msg === msg)) return true; await sleep(50); } return lines.some((x) => x.msg === msg); };
+      // Writes the list once the command opens the FIFO to read it; never blocks on a dead one.
+      const feed = async () => {
+        for (let i = 0; i < 200 && alive(); i++) {
+          try {
+            const fd = fs.openSync(fifo, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK);
+            fs.writeSync(fd, '0.0.0.0/0\\n::/0\\n');
+            fs.closeSync(fd);
+            return true;
+          } catch (e) { if (e.code !== 'ENXIO') throw e; await sleep(25); }
+        }
+        return false;
+      };
+      return { child, lines, exited, alive, wait, feed };
+    };
+    const result = {};
+    // A reload asked for during start-up happens once listening.
+    let c = start();
+    await c.wait('routing entries set up');
+    c.child.kill('SIGHUP');
+    await sleep(300);
+    result.hupAliveDuringStartup = c.alive();
+    await c.feed();
+    result.hupListening = await c.wait('listening');
+    await c.feed();
+    result.hupReloaded = await c.wait('allowed subnets reloaded');
+    c.child.kill('SIGTERM');
+    result.hupExit = await c.exited;
+    result.hupRulesAfter = rules();
+    result.hupLines = c.lines.map((l) => l.msg);
+    // A stop asked for during start-up stops, cleans up and exits 0.
+    c = start();
+    await c.wait('routing entries set up');
+    c.child.kill('SIGTERM');
+    await sleep(300);
+    await c.feed();
+    result.termExit = await c.exited;
+    result.termRulesAfter = rules();
+    result.termLines = c.lines.map((l) => l.msg);
+    fs.rmSync(dir, { recursive: true });
+    console.log(JSON.stringify({ before, ...result }));`;
+  const r = await inFreshNetns(code, [], 60_000);
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as Record<string, unknown> & { before: string };
+  const detail = JSON.stringify(out, null, 1);
+  assert.equal(out.hupAliveDuringStartup, true, detail);
+  assert.equal(out.hupListening, true, detail);
+  assert.equal(out.hupReloaded, true, detail);
+  assert.deepEqual(out.hupExit, { code: 0, signal: null }, detail);
+  assert.equal(out.hupRulesAfter, out.before, detail);
+  assert.deepEqual(out.termExit, { code: 0, signal: null }, detail);
+  assert.equal(out.termRulesAfter, out.before, detail);
+  assert.ok((out.termLines as string[]).includes('stop requested during start-up'), detail);
+  assert.ok((out.termLines as string[]).includes('routing entries removed'), detail);
+});
