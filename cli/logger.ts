@@ -1,6 +1,6 @@
 // One JSON object a line, in go-mmproxy's shape (time, level, msg, then fields), with a token bucket
-// on per-connection lines so that a flood of bad connections cannot fill a disk — and a line that
-// says how many were suppressed, so that the flood is still visible.
+// on per-connection lines so that a flood of bad connections cannot fill a disk — and, at most once
+// an interval, a line that says how many were suppressed, so that the flood is still visible.
 
 export type Level = 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
 
@@ -13,17 +13,23 @@ export interface LoggerOptions {
   ratePerSecond?: number;
   /** Per-connection lines allowed in a burst. */
   burst?: number;
+  /** At most one "suppressed" line per this many ms while lines are being suppressed. */
+  summaryIntervalMs?: number;
   /** Milliseconds since some epoch; injectable for tests. */
   now?: () => number;
 }
 
 export type Fields = Record<string, unknown>;
 
+/** How often, at most, a flood's "suppressed" line is written unless flushed sooner. */
+export const DEFAULT_SUMMARY_INTERVAL_MS = 10_000;
+
 export class Logger {
   private readonly sink: LogSink;
   private readonly rate: number;
   private readonly burst: number;
   private readonly now: () => number;
+  private readonly summaryInterval: number;
   private tokens: number;
   private lastRefill: number;
   private suppressed = 0;
@@ -34,6 +40,7 @@ export class Logger {
     this.rate = opts.ratePerSecond ?? 100;
     this.burst = opts.burst ?? 200;
     this.now = opts.now ?? Date.now;
+    this.summaryInterval = opts.summaryIntervalMs ?? DEFAULT_SUMMARY_INTERVAL_MS;
     this.tokens = this.burst;
     this.lastRefill = this.now();
   }
@@ -54,16 +61,22 @@ export class Logger {
     this.log('ERROR', msg, fields);
   }
 
-  /** A per-connection line: written while the bucket has tokens, otherwise counted. */
+  /**
+   * A per-connection line: written while the bucket has tokens, otherwise counted. The count is
+   * written once the first line it holds is an interval old (or by flushSuppressed()), not each
+   * time a token frees up: in a flood that would be one extra line per line written.
+   */
   connection(level: Level, msg: string, fields: Fields = {}): boolean {
     this.refill();
+    if (this.suppressed > 0 && this.lastRefill - this.suppressedSince >= this.summaryInterval) {
+      this.flushSuppressed();
+    }
     if (this.tokens < 1) {
-      if (this.suppressed === 0) this.suppressedSince = this.now();
+      if (this.suppressed === 0) this.suppressedSince = this.lastRefill;
       this.suppressed++;
       return false;
     }
     this.tokens--;
-    this.flushSuppressed();
     this.write(level, msg, fields);
     return true;
   }

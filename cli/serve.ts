@@ -16,7 +16,7 @@ import {
 import { DropSummary, logProxyEvents } from './proxy-log.js';
 import { setupRoutes, type RouteSetup } from './routes.js';
 
-/** How often the drop summary (and the rate limiter's "suppressed" line) is written. */
+/** How often the drop summary is written (with any "suppressed" count the logger still holds). */
 export const SUMMARY_INTERVAL_MS = 60_000;
 
 export interface ServeHooks {

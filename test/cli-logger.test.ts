@@ -51,13 +51,14 @@ test('per-connection lines: a burst, then the sustained rate, then one line sayi
   assert.equal(out.lines.length, 5);
   now += 1000; // one second refills 10 tokens, capped at the burst of 5
   assert.equal(log.connection('DEBUG', 'failed', { i: 100 }), true);
-  assert.equal(out.lines.length, 7, 'the suppressed line comes before the next written one');
+  assert.equal(out.lines.length, 6, 'no "suppressed" line before the interval is up');
+  assert.equal(out.lines[5]!.i, 100);
+  log.flushSuppressed(); // as the command's timer does
   assert.deepEqual(
-    { level: out.lines[5]!.level, msg: out.lines[5]!.msg, suppressed: out.lines[5]!.suppressed },
+    { level: out.lines[6]!.level, msg: out.lines[6]!.msg, suppressed: out.lines[6]!.suppressed },
     { level: 'WARN', msg: 'log lines suppressed by the rate limit', suppressed: 95 },
   );
-  assert.equal(out.lines[5]!.seconds, 1);
-  assert.equal(out.lines[6]!.i, 100);
+  assert.equal(out.lines[6]!.seconds, 1);
   // Lifecycle lines are never limited, and flush a pending count first.
   for (let i = 0; i < 10; i++) log.connection('DEBUG', 'failed');
   log.info('stopped');
@@ -81,6 +82,27 @@ test('per-connection lines: a burst, then the sustained rate, then one line sayi
     .reduce((n, l) => n + (l.suppressed as number), 0);
   assert.equal(floodWritten + suppressed, 5000, 'every line is written or counted');
   assert.ok(floodWritten >= 100 && floodWritten <= 106, `${floodWritten} lines in 10 s`);
+  const summaries = flood.filter((l) => l.msg === 'log lines suppressed by the rate limit');
+  assert.equal(summaries.length, 1, 'one "suppressed" line for 10 s of flood (the interval)');
+});
+
+test('a long flood writes one "suppressed" line per interval, not one per line let through', () => {
+  const out = sink();
+  let now = 5_000_000;
+  const log = new Logger(out, { ratePerSecond: 100, burst: 200, now: () => now });
+  // 60 s at 10,000 lines a second, in steps of 1 ms.
+  for (let ms = 0; ms < 60_000; ms++) {
+    now++;
+    for (let i = 0; i < 10; i++) log.connection('DEBUG', 'flood');
+  }
+  log.flushSuppressed();
+  const written = out.lines.filter((l) => l.msg === 'flood').length;
+  const summaries = out.lines.filter((l) => l.msg === 'log lines suppressed by the rate limit');
+  assert.ok(written >= 6000 && written <= 6201, `${written} lines in 60 s at 100/s`);
+  assert.equal(summaries.length, 6, 'one per 10 s');
+  const counted = summaries.reduce((n, l) => n + (l.suppressed as number), 0);
+  assert.equal(written + counted, 600_000, 'every line is written or counted');
+  for (const l of summaries.slice(0, -1)) assert.ok((l.seconds as number) >= 10, `${l.seconds} s`);
 });
 
 function stats(
