@@ -40,6 +40,9 @@ const REASON_INDEX = new Map<RejectReason, number>(
   NATIVE_REJECT_REASONS.map((reason, index) => [reason, index]),
 );
 
+/** The id of an error record that reports a listener's failure (native kListenerFailed). */
+const LISTENER_FAILED = -1;
+
 const PERMISSION_HINT =
   'Connecting from client addresses needs CAP_NET_ADMIN or CAP_NET_RAW: run as root, or grant ' +
   'the capability (systemd: AmbientCapabilities=CAP_NET_ADMIN; or setcap cap_net_admin+ep on the ' +
@@ -274,6 +277,19 @@ export class Proxy extends EventEmitter<ProxyEvents> {
     }
     if (decisions.length > 0) engine.decide(decisions);
     for (const [id, errno, syscall, sourceAddress, sourcePort, address, port] of errors) {
+      if (id === LISTENER_FAILED) {
+        // A listening socket failed for good (destroyed with `ss -K`, say). The others, if
+        // any, keep serving; like net.Server, 'error' without a listener throws.
+        const err = systemError({
+          errno,
+          syscall,
+          address,
+          port,
+          hint: 'this listening socket was destroyed from outside and accepts nothing more',
+        });
+        process.nextTick(() => this.emit('error', err));
+        continue;
+      }
       if (this.listenerCount('connectionError') === 0) continue;
       const err = systemError({ errno, syscall, address, port });
       this.emit('connectionError', err, {

@@ -151,6 +151,15 @@ void Engine::stats(Counters* out) const {
   for (const auto& w : workers_) add_counters(out, w->counters());
 }
 
+bool Engine::claim_listener_failure(int index) {
+  std::lock_guard<std::mutex> lock(failed_mu_);
+  if (failed_listeners_.size() < listeners_.size()) failed_listeners_.resize(listeners_.size());
+  if (index < 0 || size_t(index) >= failed_listeners_.size() || failed_listeners_[size_t(index)])
+    return false;
+  failed_listeners_[size_t(index)] = true;
+  return true;
+}
+
 void Engine::ack_stop_accepting() {
   {
     std::lock_guard<std::mutex> lock(acks_mu_);

@@ -50,6 +50,9 @@ struct ErrorRecord {
   SockAddr address;  // the target
 };
 
+// ErrorRecord::id of a listener that failed for good; `address` is the listening address.
+constexpr double kListenerFailed = -1;
+
 // JavaScript → worker.
 struct Decision {
   uint64_t id = 0;
@@ -119,6 +122,10 @@ class Engine {
   std::atomic<int64_t>& live_connections() { return live_; }
   // Worker thread: a worker has removed the listeners from its epoll set.
   void ack_stop_accepting();
+  // Worker thread: listener `index` failed for good (accept() or recvmmsg() on it fails at once
+  // and always, as after `ss -K` destroyed it). True for the first report of that listener: the
+  // caller then hands JavaScript one ErrorRecord with id kListenerFailed.
+  bool claim_listener_failure(int index);
 
  private:
   EngineConfig config_;
@@ -134,6 +141,8 @@ class Engine {
   std::mutex close_mu_;
   std::condition_variable acks_cv_;
   std::mutex acks_mu_;
+  std::mutex failed_mu_;
+  std::vector<bool> failed_listeners_;  // guarded by failed_mu_
   int acks_ = 0;
   bool closed_ = false;
 };

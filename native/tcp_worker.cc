@@ -74,8 +74,10 @@ void TcpWorker::run() {
     if (accepting_ && accept_paused_until_ms_ != 0 && now >= accept_paused_until_ms_) {
       accept_paused_until_ms_ = 0;
       const auto& listeners = engine_.listeners();
-      for (size_t i = 0; i < listeners.size(); i++)
+      for (size_t i = 0; i < listeners.size(); i++) {
+        if (i < dead_listeners_.size() && dead_listeners_[i]) continue;
         watch(listeners[i].get(), EPOLLIN | EPOLLEXCLUSIVE, &listener_tags_[i]);
+      }
     }
     int n = epoll_wait(epoll_.get(), events, kMaxEvents, epoll_timeout(now));
     for (int i = 0; i < n; i++) {
@@ -174,6 +176,20 @@ void TcpWorker::accept_from(int listener_index) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
       if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO) continue;
       Counters::add(counters_.accept_errors, 1);
+      if (errno == EINVAL || errno == EBADF || errno == ENOTSOCK) {
+        // The listening socket itself is gone (destroyed by `ss -K`, say): accept() now fails
+        // at once and for ever. Stop watching it, so that this worker does not spin on it, and
+        // tell JavaScript once, which makes the proxy emit 'error'.
+        const int e = errno;
+        epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, lfd, nullptr);
+        if (dead_listeners_.size() <= size_t(listener_index))
+          dead_listeners_.resize(size_t(listener_index) + 1, false);
+        dead_listeners_[size_t(listener_index)] = true;
+        if (engine_.claim_listener_failure(listener_index))
+          hand_off(ErrorRecord{kListenerFailed, e, "accept", engine_.local_address(),
+                               engine_.local_address()});
+        return;
+      }
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
         // Out of descriptors or memory: the listener stays readable, so leave the backlog to
         // wait (connections queue in the kernel) and try again shortly, instead of spinning.

@@ -47,6 +47,7 @@ class TcpWorker : public WorkerThread {
   uint64_t next_id();
 
   std::vector<EpollTag> listener_tags_;
+  std::vector<bool> dead_listeners_;  // listeners whose accept() failed for good
   bool accepting_ = true;
   bool closing_ = false;
   int64_t deadline_ms_ = 0;

@@ -212,6 +212,15 @@ void UdpWorker::read_listener(int li) {
       }
     }
     int n = recvmmsg(lfd, in_.data(), kBatch, MSG_DONTWAIT, nullptr);
+    if (n < 0 && errno == ECONNABORTED) {
+      // A UDP socket reports ECONNABORTED only once it was destroyed (`ss -K`): it is unhashed
+      // and will never receive again. Tell JavaScript once, which makes the proxy emit 'error'.
+      epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, lfd, nullptr);
+      if (engine_.claim_listener_failure(li))
+        hand_off(ErrorRecord{kListenerFailed, ECONNABORTED, "recvmmsg", engine_.local_address(),
+                             engine_.local_address()});
+      return;
+    }
     if (n <= 0) return;
     const int64_t now = monotonic_ms();
     Counters::add(counters_.datagrams_from_clients, uint64_t(n));

@@ -4,7 +4,7 @@
 // exits 1 when it cannot listen and 2 on a usage error, and sets up and removes routing entries.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -454,4 +454,37 @@ test('SIGHUP and SIGTERM while start-up waits for the allowlist do what they do 
   assert.equal(out.termRulesAfter, out.before, detail);
   assert.ok((out.termLines as string[]).includes('stop requested during start-up'), detail);
   assert.ok((out.termLines as string[]).includes('routing entries removed'), detail);
+});
+
+test('a listener destroyed from outside (ss -K): the command logs why and exits 1, TCP and UDP', async () => {
+  requireNamespace();
+  for (const protocol of ['tcp', 'udp'] as const) {
+    const cmd = new Command(['-p', protocol, '-l', '127.0.0.1:0', '-4', '127.0.0.1:9']);
+    try {
+      const listening = await cmd.msg('listening');
+      const port = Number(String(listening.localAddr).split(':').pop());
+      execFileSync('ss', ['-K', protocol === 'tcp' ? '-tln' : '-uln', `sport = :${port}`]);
+      if (protocol === 'tcp') {
+        // A connection attempt after the kill is refused; the command must notice either way.
+        const probe = net.connect(port, '127.0.0.1');
+        probe.on('error', () => {});
+      }
+      const exit = await Promise.race([cmd.exited, sleep(5000).then(() => 'still running')]);
+      assert.deepEqual(
+        exit,
+        { code: 1, signal: null },
+        `${protocol}: ${JSON.stringify(cmd.lines)}`,
+      );
+      const line = cmd.lines.find((l) => l.msg === 'listener failed');
+      assert.ok(line, JSON.stringify(cmd.lines));
+      assert.match(
+        String(line.error),
+        protocol === 'tcp'
+          ? /^accept failed: EINVAL 127\.0\.0\.1:\d+/
+          : /^recvmmsg failed: ECONNABORTED/,
+      );
+    } finally {
+      await cmd.stop();
+    }
+  }
 });
