@@ -3,7 +3,7 @@
 // name the flag and show a valid example, and the --help text. Pure: no I/O, no process access.
 import net from 'node:net';
 import yargs from 'yargs';
-import type { ProxyOptions } from '../lib/options.js';
+import { DURATION_RULES, type DurationOption, type ProxyOptions } from '../lib/options.js';
 
 /** A command line the user must fix; `main` prints it and exits 2. */
 export class UsageError extends Error {
@@ -22,7 +22,7 @@ type Kind =
   | 'file'
   | 'uint32'
   | 'positive'
-  | 'nonNegativeInt'
+  | 'wholeSeconds'
   | 'seconds'
   | 'verbosity'
   | 'bool'
@@ -35,6 +35,8 @@ export interface FlagSpec {
   /** A long spelling of a one-letter go-mmproxy flag (`--listen` for `-l`); also names the env var. */
   alias?: string;
   kind: Kind;
+  /** For 'wholeSeconds' and 'seconds': the createProxy duration it sets, whose rule it checks. */
+  duration?: DurationOption;
   /** Placeholder in --help: ADDR, FILE, N… Empty for boolean flags. */
   valueName: string;
   /** The default as --help shows it; '' when the flag is off by default. */
@@ -92,7 +94,8 @@ export const FLAGS: readonly FlagSpec[] = [
   },
   {
     name: 'close-after',
-    kind: 'nonNegativeInt',
+    kind: 'wholeSeconds',
+    duration: 'closeAfter',
     valueName: 'S',
     defaultText: '60',
     example: '60',
@@ -126,6 +129,7 @@ export const FLAGS: readonly FlagSpec[] = [
   {
     name: 'header-timeout',
     kind: 'seconds',
+    duration: 'headerTimeout',
     valueName: 'S',
     defaultText: '10',
     example: '5',
@@ -166,6 +170,7 @@ export const FLAGS: readonly FlagSpec[] = [
   {
     name: 'drain-timeout',
     kind: 'seconds',
+    duration: 'drainTimeout',
     valueName: 'S',
     defaultText: '30',
     example: '30',
@@ -490,18 +495,26 @@ function convert(spec: FlagSpec, raw: string | undefined, src: Source): unknown 
       if (n === undefined || n < 1 || n > 0x7fffffff) throw bad('must be an integer of at least 1');
       return n;
     }
-    case 'nonNegativeInt': {
-      const n = parseInteger(raw);
-      if (n === undefined || n > 0x7fffffff)
-        throw bad('must be a whole number of seconds (0 or more)');
-      return n;
-    }
+    case 'wholeSeconds':
     case 'seconds': {
-      // Fractions are fine here (0.5 s), unlike go-mmproxy's integer --close-after.
-      if (raw === undefined || !/^\d+(\.\d+)?$/.test(raw) || Number(raw) > 86400 * 365) {
-        throw bad('must be a number of seconds (0 or more)');
+      // The library's rule for the option, in seconds. Fractions are fine for 'seconds' (0.5 s),
+      // unlike go-mmproxy's integer --close-after.
+      const rule = DURATION_RULES[spec.duration!];
+      const maxSeconds = rule.unit === 'seconds' ? rule.max : Math.floor(rule.max / 1000);
+      const whole = spec.kind === 'wholeSeconds';
+      const n = whole
+        ? (parseInteger(raw) ?? NaN)
+        : raw !== undefined && /^\d+(\.\d+)?$/.test(raw)
+          ? Number(raw)
+          : NaN;
+      if (!(rule.zero ? n >= 0 : n > 0) || n > maxSeconds) {
+        const bound = rule.zero ? '0 or more' : 'more than 0';
+        throw bad(
+          `must be ${whole ? 'a whole' : 'a'} number of seconds (${bound}, at most ${maxSeconds})`,
+        );
       }
-      return Math.round(Number(raw) * 1000);
+      // Milliseconds for the library, kept to the microsecond: 0.0004 s must not become 0.
+      return rule.unit === 'seconds' ? n : Math.round(n * 1e6) / 1000;
     }
     case 'verbosity': {
       const n = parseInteger(raw);

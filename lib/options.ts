@@ -91,6 +91,18 @@ const MAX_UINT32 = 0xffffffff;
 // Timers in Node and in the engine hold milliseconds in a signed 32-bit number.
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/**
+ * The rule for each duration, in the option's unit: whether 0 is allowed and the largest value (a
+ * Node timer's). The command's flags check the same rules, so a value passes both or neither.
+ */
+export const DURATION_RULES = {
+  closeAfter: { unit: 'seconds', zero: false, max: Math.floor(MAX_TIMER_MS / 1000), example: 60 },
+  headerTimeout: { unit: 'milliseconds', zero: false, max: MAX_TIMER_MS, example: 10000 },
+  drainTimeout: { unit: 'milliseconds', zero: true, max: MAX_TIMER_MS, example: 30000 },
+} as const;
+
+export type DurationOption = keyof typeof DURATION_RULES;
+
 /** go-mmproxy's defaults, plus ours for what it does not have. */
 export const DEFAULTS = Object.freeze({
   listen: '0.0.0.0:8443',
@@ -247,22 +259,15 @@ function integer(
   return value as number;
 }
 
-function duration(
-  option: string,
-  value: unknown,
-  unit: string,
-  min: number,
-  exclusive: boolean,
-  max: number,
-  example: number,
-): number {
-  const bound = exclusive ? `more than ${min}` : `${min} or more`;
+function duration(option: DurationOption, value: unknown): number {
+  const { unit, zero, max, example } = DURATION_RULES[option];
   if (
     typeof value !== 'number' ||
     !Number.isFinite(value) ||
-    (exclusive ? value <= min : value < min) ||
+    (zero ? value < 0 : value <= 0) ||
     value > max
   ) {
+    const bound = zero ? '0 or more' : 'more than 0';
     fail(option, `a number of ${unit}, ${bound} and at most ${max}, such as ${example}`, value);
   }
   return value as number;
@@ -371,33 +376,9 @@ export function normalizeOptions(input: ProxyOptions = {}): NormalizedOptions {
     mark: integer('mark', or('mark', DEFAULTS.mark), 0, MAX_UINT32, 1),
     listeners: integer('listeners', or('listeners', DEFAULTS.listeners), 1, MAX_LISTENERS, 4),
     workers: integer('workers', or('workers', DEFAULTS.workers), 1, MAX_WORKERS, 4),
-    closeAfter: duration(
-      'closeAfter',
-      or('closeAfter', DEFAULTS.closeAfter),
-      'seconds',
-      0,
-      true,
-      Math.floor(MAX_TIMER_MS / 1000),
-      60,
-    ),
-    headerTimeout: duration(
-      'headerTimeout',
-      or('headerTimeout', DEFAULTS.headerTimeout),
-      'milliseconds',
-      0,
-      true,
-      MAX_TIMER_MS,
-      10000,
-    ),
-    drainTimeout: duration(
-      'drainTimeout',
-      or('drainTimeout', DEFAULTS.drainTimeout),
-      'milliseconds',
-      0,
-      false,
-      MAX_TIMER_MS,
-      30000,
-    ),
+    closeAfter: duration('closeAfter', or('closeAfter', DEFAULTS.closeAfter)),
+    headerTimeout: duration('headerTimeout', or('headerTimeout', DEFAULTS.headerTimeout)),
+    drainTimeout: duration('drainTimeout', or('drainTimeout', DEFAULTS.drainTimeout)),
     maxConnections:
       maxConnections === 0 || maxConnections === Infinity
         ? Infinity

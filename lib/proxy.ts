@@ -146,10 +146,11 @@ export class Proxy extends EventEmitter<ProxyEvents> {
           listen: { address: o.listen.address, port: o.listen.port },
           listeners: o.listeners,
           workers: o.workers,
-          headerTimeoutMs: o.headerTimeout,
+          // Whole milliseconds for the addon, rounded up: a timeout below 1 ms is not 0.
+          headerTimeoutMs: Math.ceil(o.headerTimeout),
           maxConnections: Number.isFinite(o.maxConnections) ? o.maxConnections : 0,
           protocol: o.protocol,
-          closeAfterMs: Math.round(o.closeAfter * 1000),
+          closeAfterMs: Math.ceil(o.closeAfter * 1000),
           maxFlows: o.maxFlows,
         },
         (meta, addresses, bytes, errors) => this.#onBatch(meta, addresses, bytes, errors),
@@ -239,7 +240,7 @@ export class Proxy extends EventEmitter<ProxyEvents> {
     // A listen() still under way (loading the allowlist) finishes first, whether it succeeds.
     const started = this.#starting ? this.#starting.catch(() => {}) : Promise.resolve();
     this.#closed = started.then(async () => {
-      if (this.#engine) await this.#engine.close(drain);
+      if (this.#engine) await this.#engine.close(Math.ceil(drain));
       this.#state = 'closed';
       this.emit('close');
     });

@@ -158,6 +158,9 @@ test('values convert to the units the library takes', () => {
   assert.equal(f.verbosity, 2);
   assert.deepEqual(f.metrics, { host: '::1', port: 9100 });
   assert.equal(f.setupRoutes, 123);
+  // Below a millisecond stays above 0, as the library requires.
+  assert.equal(flags(['--header-timeout', '0.0004']).headerTimeout, 0.4);
+  assert.equal(flags(['--close-after', '0x3c']).closeAfter, 60);
   assert.equal(flags(['--setup-routes', '-v', '1']).setupRoutes, 123);
   assert.equal(flags(['--setup-routes', '77']).setupRoutes, 77);
   assert.equal(flags(['--mark', '4294967295']).mark, 4294967295);
@@ -257,8 +260,12 @@ const BAD: Array<[string[], RegExp]> = [
   [['--allowed-subnets='], /--allowed-subnets must be a file path/],
   [
     ['--close-after', '-1'],
-    /--close-after must be a whole number of seconds \(0 or more\), e\.g\. --close-after 60 \(got "-1"\)/,
+    /--close-after must be a whole number of seconds \(more than 0, at most 2147483\), e\.g\. --close-after 60 \(got "-1"\)/,
   ],
+  // The library refuses 0 for both; so does the parser, with the library's rule.
+  [['--close-after', '0'], /--close-after must be a whole number of seconds \(more than 0/],
+  [['--header-timeout', '0'], /--header-timeout must be a number of seconds \(more than 0/],
+  [['--header-timeout', '2147484'], /--header-timeout must be .*at most 2147483\)/],
   [['--close-after', '1.5'], /--close-after must be a whole number/],
   [['--listeners', '0'], /--listeners must be an integer of at least 1, e\.g\. --listeners 4/],
   [['--listeners', 'many'], /--listeners must be an integer of at least 1/],
@@ -272,7 +279,7 @@ const BAD: Array<[string[], RegExp]> = [
   [['-v', '-1'], /-v must be 0, 1 or 2/],
   [
     ['--header-timeout', '1s'],
-    /--header-timeout must be a number of seconds \(0 or more\), e\.g\. --header-timeout 5/,
+    /--header-timeout must be a number of seconds \(more than 0, at most 2147483\), e\.g\. --header-timeout 5/,
   ],
   [['--workers', '0'], /--workers must be an integer of at least 1/],
   [

@@ -490,3 +490,26 @@ describe('route hook', () => {
     }
   });
 });
+
+describe('timeouts below a millisecond', () => {
+  test('reach the addon as 1 ms, not 0 (which would expire every header and flow at once)', async () => {
+    const { loadNative } = await import('../lib/native.js');
+    const addon = loadNative();
+    const Engine = addon.Engine;
+    const seen: Array<{ headerTimeoutMs: number; closeAfterMs: number }> = [];
+    // The real engine, with the configuration it was given recorded.
+    addon.Engine = class extends Engine {
+      constructor(...args: ConstructorParameters<typeof Engine>) {
+        super(...args);
+        seen.push({ headerTimeoutMs: args[0].headerTimeoutMs, closeAfterMs: args[0].closeAfterMs });
+      }
+    };
+    try {
+      const { proxy } = await startProxy({ headerTimeout: 0.4, closeAfter: 0.0004 });
+      await proxy.close();
+    } finally {
+      addon.Engine = Engine;
+    }
+    assert.deepEqual(seen, [{ headerTimeoutMs: 1, closeAfterMs: 1 }]);
+  });
+});
