@@ -77,7 +77,8 @@ void TcpWorker::run() {
       for (size_t i = 0; i < listeners.size(); i++)
         watch(listeners[i].get(), EPOLLIN | EPOLLEXCLUSIVE, &listener_tags_[i]);
     }
-    int n = epoll_wait(epoll_.get(), events, kMaxEvents, epoll_timeout(now));
+    // Sessions with work left only look for new events in passing: they are pumped again below.
+    int n = epoll_wait(epoll_.get(), events, kMaxEvents, ready_.empty() ? epoll_timeout(now) : 0);
     for (int i = 0; i < n; i++) {
       auto* tag = static_cast<EpollTag*>(events[i].data.ptr);
       switch (tag->kind) {
@@ -97,6 +98,8 @@ void TcpWorker::run() {
           break;
       }
     }
+    // After every event of the round: a busy stream waits behind the others, not before them.
+    pump_ready();
     expire_headers(monotonic_ms());
     // Closed sessions are freed only now, after the whole batch: a later event of the same batch
     // may still point at them, and closing after the batch keeps close() off the request path.
@@ -355,12 +358,33 @@ void TcpWorker::on_session_event(TcpSession* s, bool upstream_side, uint32_t eve
 
 void TcpWorker::pump(TcpSession* s) {
   PumpResult r = s->pump(counters_, pipes_);
-  if (r.kind == PumpResult::kFinished) {
+  if (r.kind == PumpResult::kContinue) {
+    // Edge-triggered: no new event will announce what the budget left in the sockets.
+    if (r.more && !s->queued()) {
+      s->set_queued(true);
+      ready_.push_back(s->id());
+    }
+  } else if (r.kind == PumpResult::kFinished) {
     finish(s, false, false);
   } else if (r.kind == PumpResult::kFailed) {
     // A reset (or any error) on one side resets the other.
     finish(s, !r.client_failed, r.client_failed);
   }
+}
+
+void TcpWorker::pump_ready() {
+  if (ready_.empty()) return;
+  // Those that stop at their budget again go on a fresh list, for the next round.
+  std::vector<uint64_t>& round = ready_round_;
+  round.swap(ready_);
+  for (uint64_t id : round) {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end()) continue;  // finished and reaped meanwhile
+    TcpSession* s = it->second.get();
+    s->set_queued(false);
+    pump(s);
+  }
+  round.clear();
 }
 
 void TcpWorker::finish(TcpSession* s, bool reset_client, bool reset_upstream) {
