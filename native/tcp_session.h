@@ -4,8 +4,9 @@
 // Theory of operation
 // -------------------
 // A session moves through kHeader (reading the PROXY header with MSG_PEEK), kPending (header
-// handed to JavaScript, waiting for its decision), kConnecting (upstream connect() in progress;
-// client bytes may already fill the client→upstream pipe), kRelay, and kClosed.
+// handed to JavaScript, waiting for its decision; the header timeout, counted from the accept,
+// bounds both, and a client that leaves meanwhile ends it), kConnecting (upstream connect() in
+// progress; client bytes may already fill the client→upstream pipe), kRelay, and kClosed.
 //
 // Each direction (client→upstream "up", upstream→client "down") is a pipe and three facts:
 // how many bytes sit in the pipe, whether the source has reached EOF, and whether the FIN has
