@@ -19,6 +19,8 @@ const REJECT_MESSAGES: Record<RejectReason, string> = {
   localRejected: 'LOCAL/UNKNOWN PROXY header rejected',
   routeRejected: 'route hook refused the connection',
   maxConnections: 'too many connections',
+  decisionTimeout: 'no routing decision in time',
+  clientClosed: 'client closed the connection while its routing decision was pending',
 };
 
 /** The part of a Proxy this module listens to (an EventEmitter with these events). */

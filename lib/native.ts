@@ -52,6 +52,8 @@ export const NATIVE_REJECT_REASONS = [
   'localRejected',
   'routeRejected',
   'maxConnections',
+  'decisionTimeout',
+  'clientClosed',
 ] as const;
 
 export interface NativeStats {

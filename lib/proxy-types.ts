@@ -18,7 +18,9 @@ export type RejectReason =
   | 'spoofRefused' // the header's source must never be spoofed (loopback, multicast, this host…)
   | 'localRejected' // LOCAL/UNKNOWN header while the `local` option is 'reject'
   | 'routeRejected' // the user's route hook refused it
-  | 'maxConnections'; // maxConnections live connections already
+  | 'maxConnections' // maxConnections live connections already
+  | 'decisionTimeout' // no decision within headerTimeout: a route hook that did not answer in time
+  | 'clientClosed'; // the client closed or reset the connection while its decision was pending
 
 export interface ConnectionInfo {
   id: number;

@@ -16,12 +16,14 @@ enum RejectReason : int {
   kLocalRejected,
   kRouteRejected,
   kMaxConnections,
+  kDecisionTimeout,  // no decision by the header timeout (a route hook that did not answer)
+  kClientClosed,     // the client closed or reset the connection while its decision was pending
   kRejectReasonCount,
 };
 
 inline const char* const kRejectReasonNames[kRejectReasonCount] = {
-    "notAllowed",    "badHeader",     "headerTimeout",  "spoofRefused",
-    "localRejected", "routeRejected", "maxConnections",
+    "notAllowed",    "badHeader",      "headerTimeout",   "spoofRefused", "localRejected",
+    "routeRejected", "maxConnections", "decisionTimeout", "clientClosed",
 };
 
 struct alignas(64) Counters {

@@ -323,6 +323,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       has_cleanup_ = false;
     }
     tsfn_.Release();  // queued batches still run; the finalizer then drops self_
+    // Node frees the function on a later turn of the loop: nothing may touch it from now on.
+    released_ = true;
   }
 
   Napi::Value Hurry(const Napi::CallbackInfo& info) {
@@ -331,12 +333,12 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   }
 
   Napi::Value Ref(const Napi::CallbackInfo& info) {
-    if (listening_) tsfn_.Ref(info.Env());
+    if (listening_ && !released_) tsfn_.Ref(info.Env());
     return info.Env().Undefined();
   }
 
   Napi::Value Unref(const Napi::CallbackInfo& info) {
-    if (listening_) tsfn_.Unref(info.Env());
+    if (listening_ && !released_) tsfn_.Unref(info.Env());
     return info.Env().Undefined();
   }
 
@@ -348,6 +350,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   bool has_cleanup_ = false;
   bool listening_ = false;
   bool closing_ = false;
+  bool released_ = false;  // by Stopped(); after it, ref() and unref() do nothing
 };
 
 }  // namespace

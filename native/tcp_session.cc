@@ -44,7 +44,8 @@ void TcpSession::on_event(bool upstream_side, uint32_t events) {
 
 int TcpSession::pump_direction(Direction& d, int src, int dst, bool& src_readable,
                                bool& dst_writable, bool dst_ready, PipePool& pool,
-                               std::atomic<uint64_t>& bytes, bool* src_failed) {
+                               std::atomic<uint64_t>& bytes, bool* src_failed, bool* more) {
+  size_t read = 0;
   for (;;) {
     bool progress = false;
     if (!d.eof && src_readable && d.in_pipe < kPipeCapacity) {
@@ -59,6 +60,7 @@ int TcpSession::pump_direction(Direction& d, int src, int dst, bool& src_readabl
                          SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (n > 0) {
         d.in_pipe += size_t(n);
+        read += size_t(n);
         progress = true;
       } else if (n == 0) {
         d.eof = true;
@@ -96,6 +98,11 @@ int TcpSession::pump_direction(Direction& d, int src, int dst, bool& src_readabl
       d.shut = true;
     }
     if (!progress) return 0;
+    if (read >= kRoundBudget) {
+      // The source may well have more: the worker comes back after the rest of its round.
+      *more = true;
+      return 0;
+    }
   }
 }
 
@@ -106,7 +113,7 @@ PumpResult TcpSession::pump(Counters& counters, PipePool& pool) {
   bool src_failed = false;
   int err =
       pump_direction(up_, client_.get(), upstream_.get(), client_readable_, upstream_writable_,
-                     upstream_ready, pool, counters.bytes_from_clients, &src_failed);
+                     upstream_ready, pool, counters.bytes_from_clients, &src_failed, &r.more);
   if (err != 0) {
     r.kind = PumpResult::kFailed;
     r.err = err;
@@ -115,7 +122,8 @@ PumpResult TcpSession::pump(Counters& counters, PipePool& pool) {
   }
   if (upstream_ready) {
     err = pump_direction(down_, upstream_.get(), client_.get(), upstream_readable_,
-                         client_writable_, true, pool, counters.bytes_from_upstreams, &src_failed);
+                         client_writable_, true, pool, counters.bytes_from_upstreams, &src_failed,
+                         &r.more);
     if (err != 0) {
       r.kind = PumpResult::kFailed;
       r.err = err;

@@ -4,8 +4,9 @@
 // Theory of operation
 // -------------------
 // A session moves through kHeader (reading the PROXY header with MSG_PEEK), kPending (header
-// handed to JavaScript, waiting for its decision), kConnecting (upstream connect() in progress;
-// client bytes may already fill the client→upstream pipe), kRelay, and kClosed.
+// handed to JavaScript, waiting for its decision; the header timeout, counted from the accept,
+// bounds both, and a client that leaves meanwhile ends it), kConnecting (upstream connect() in
+// progress; client bytes may already fill the client→upstream pipe), kRelay, and kClosed.
 //
 // Each direction (client→upstream "up", upstream→client "down") is a pipe and three facts:
 // how many bytes sit in the pipe, whether the source has reached EOF, and whether the FIN has
@@ -13,9 +14,12 @@
 // it may be readable and whether it may be writable, set by epoll events and cleared by EAGAIN,
 // so that pump() tries only the splices that can make progress. Both sockets are registered
 // once, edge-triggered, for input and output; an event sets its bits and runs pump() on both
-// directions, which moves bytes until neither a read nor a write makes progress. A direction
-// holds a pipe from the worker's pool only while bytes sit in it, so an idle connection costs
-// two descriptors, not six. Because a direction never
+// directions, which moves bytes until neither a read nor a write makes progress, or until the
+// direction has read its budget for the round (kRoundBudget). A session that stops at its budget
+// still has work that no new edge will announce: pump() says so (PumpResult::more) and the worker
+// pumps it again after the rest of the round, so one busy stream cannot hold the worker. A
+// direction holds a pipe from the worker's pool only while bytes sit in it, so an idle connection
+// costs two descriptors, not six. Because a direction never
 // reads from its source while its pipe is full, a slow reader on one side stops reading on the
 // other side: the kernel's socket buffers fill and TCP flow control pushes back to the sender,
 // and the proxy's memory stays flat. A FIN is forwarded only when every byte read before it has
@@ -43,11 +47,18 @@ struct Direction {
 
 enum class SessionState : uint8_t { kHeader, kPending, kConnecting, kRelay, kClosed };
 
+// How much one direction reads from its source in one pump(): four pipe-fulls. Large enough that
+// a bulk stream pays one more round of epoll (a few microseconds) per 256 KiB it moves, small
+// enough that the worker gets back to its other sessions, accepts and decisions within a fraction
+// of a millisecond.
+constexpr size_t kRoundBudget = 256 * 1024;
+
 // How pump() ended.
 struct PumpResult {
   enum Kind { kContinue, kFinished, kFailed } kind = kContinue;
   int err = 0;                 // for kFailed: positive errno
   bool client_failed = false;  // which socket failed; the other one gets a reset
+  bool more = false;           // kContinue: a direction stopped at its budget, not at EAGAIN
 };
 
 class TcpSession {
@@ -73,10 +84,13 @@ class TcpSession {
   void set_asked_us(int64_t t) { asked_us_ = t; }
   EpollTag* client_tag() { return &client_tag_; }
   EpollTag* upstream_tag() { return &upstream_tag_; }
+  // Whether the session is on its worker's list of sessions to pump again.
+  bool queued() const { return queued_; }
+  void set_queued(bool q) { queued_ = q; }
 
   // kPending → kConnecting: takes the upstream socket (connect() already started) and pipes.
   void attach_upstream(UniqueFd upstream, const SockAddr& source, const SockAddr& target);
-  // Moves bytes both ways as far as they go without blocking.
+  // Moves bytes both ways as far as they go without blocking, up to kRoundBudget each way.
   PumpResult pump(Counters& counters, PipePool& pool);
   // Records what an epoll event says about one socket.
   void on_event(bool upstream_side, uint32_t events);
@@ -94,7 +108,7 @@ class TcpSession {
  private:
   int pump_direction(Direction& d, int src, int dst, bool& src_readable, bool& dst_writable,
                      bool dst_ready, PipePool& pool, std::atomic<uint64_t>& bytes,
-                     bool* src_failed);
+                     bool* src_failed, bool* more);
 
   uint64_t id_;
   SessionState state_ = SessionState::kHeader;
@@ -111,6 +125,7 @@ class TcpSession {
   bool upstream_writable_ = false;  // until the handshake completes
   bool reset_client_ = false;
   bool reset_upstream_ = false;
+  bool queued_ = false;
   Direction up_;    // client → upstream
   Direction down_;  // upstream → client
   EpollTag client_tag_;

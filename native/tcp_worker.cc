@@ -37,6 +37,17 @@ int socket_error(int fd) {
   return err;
 }
 
+// Whether a client whose decision is pending has gone, after an event that says it may have: a
+// reset (EPOLLHUP, EPOLLERR), or a FIN with nothing behind the header. A FIN after a request is a
+// half-close, and the client still waits for the reply: that one stays until its decision.
+bool client_gone(int fd, uint32_t events) {
+  if (events & (EPOLLHUP | EPOLLERR)) return true;
+  if (!(events & EPOLLRDHUP)) return false;
+  char byte;
+  ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 }  // namespace
 
 int TcpWorker::setup(SocketError* err) {
@@ -79,7 +90,8 @@ void TcpWorker::run() {
         watch(listeners[i].get(), EPOLLIN | EPOLLEXCLUSIVE, &listener_tags_[i]);
       }
     }
-    int n = epoll_wait(epoll_.get(), events, kMaxEvents, epoll_timeout(now));
+    // Sessions with work left only look for new events in passing: they are pumped again below.
+    int n = epoll_wait(epoll_.get(), events, kMaxEvents, ready_.empty() ? epoll_timeout(now) : 0);
     for (int i = 0; i < n; i++) {
       auto* tag = static_cast<EpollTag*>(events[i].data.ptr);
       switch (tag->kind) {
@@ -99,6 +111,8 @@ void TcpWorker::run() {
           break;
       }
     }
+    // After every event of the round: a busy stream waits behind the others, not before them.
+    pump_ready();
     expire_headers(monotonic_ms());
     // Closed sessions are freed only now, after the whole batch: a later event of the same batch
     // may still point at them, and closing after the batch keeps close() off the request path.
@@ -332,10 +346,16 @@ void TcpWorker::on_session_event(TcpSession* s, bool upstream_side, uint32_t eve
   s->on_event(upstream_side, events);
   switch (s->state()) {
     case SessionState::kClosed:
+      return;
     case SessionState::kPending:
-      return;  // a pending session's socket is looked at again once it is admitted
+      // Its bytes wait for the decision; a client that has gone needs none.
+      if (!upstream_side && client_gone(s->client_fd(), events)) abandon(s);
+      return;
     case SessionState::kHeader:
-      if (!upstream_side) read_header(s, events & (EPOLLRDHUP | EPOLLHUP));
+      if (upstream_side) return;
+      read_header(s, events & (EPOLLRDHUP | EPOLLHUP));
+      // The FIN or reset may have come with the header: no later edge will tell.
+      if (s->state() == SessionState::kPending && client_gone(s->client_fd(), events)) abandon(s);
       return;
     case SessionState::kConnecting:
       if (upstream_side) {
@@ -371,12 +391,33 @@ void TcpWorker::on_session_event(TcpSession* s, bool upstream_side, uint32_t eve
 
 void TcpWorker::pump(TcpSession* s) {
   PumpResult r = s->pump(counters_, pipes_);
-  if (r.kind == PumpResult::kFinished) {
+  if (r.kind == PumpResult::kContinue) {
+    // Edge-triggered: no new event will announce what the budget left in the sockets.
+    if (r.more && !s->queued()) {
+      s->set_queued(true);
+      ready_.push_back(s->id());
+    }
+  } else if (r.kind == PumpResult::kFinished) {
     finish(s, false, false);
   } else if (r.kind == PumpResult::kFailed) {
     // A reset (or any error) on one side resets the other.
     finish(s, !r.client_failed, r.client_failed);
   }
+}
+
+void TcpWorker::pump_ready() {
+  if (ready_.empty()) return;
+  // Those that stop at their budget again go on a fresh list, for the next round.
+  std::vector<uint64_t>& round = ready_round_;
+  round.swap(ready_);
+  for (uint64_t id : round) {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end()) continue;  // finished and reaped meanwhile
+    TcpSession* s = it->second.get();
+    s->set_queued(false);
+    pump(s);
+  }
+  round.clear();
 }
 
 void TcpWorker::finish(TcpSession* s, bool reset_client, bool reset_upstream) {
@@ -401,13 +442,28 @@ void TcpWorker::report_upstream_failure(TcpSession* s, int err, const std::strin
   hand_off(std::move(r));
 }
 
+void TcpWorker::abandon(TcpSession* s) {
+  // Its decision may still come: handle_inbox() no longer finds the id and drops it.
+  Counters::add(counters_.rejected[kClientClosed], 1);
+  finish(s, false, false);
+}
+
 void TcpWorker::expire_headers(int64_t now) {
   while (!header_deadlines_.empty() && header_deadlines_.front().first <= now) {
     uint64_t id = header_deadlines_.front().second;
     header_deadlines_.pop_front();
     auto it = sessions_.find(id);
-    if (it == sessions_.end() || it->second->state() != SessionState::kHeader) continue;
-    Counters::add(counters_.rejected[kHeaderTimeout], 1);
+    if (it == sessions_.end()) continue;
+    // The header timeout covers the decision too: a route hook that never answers must not hold
+    // a descriptor and a maxConnections slot for ever. A late answer finds the id gone.
+    const SessionState state = it->second->state();
+    if (state == SessionState::kHeader) {
+      Counters::add(counters_.rejected[kHeaderTimeout], 1);
+    } else if (state == SessionState::kPending) {
+      Counters::add(counters_.rejected[kDecisionTimeout], 1);
+    } else {
+      continue;
+    }
     finish(it->second.get(), false, false);
   }
 }

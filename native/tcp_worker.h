@@ -38,10 +38,13 @@ class TcpWorker : public WorkerThread {
   void admit(TcpSession* s, const Decision& d);
   void on_session_event(TcpSession* s, bool upstream_side, uint32_t events);
   void pump(TcpSession* s);
+  void pump_ready();  // pumps again the sessions that stopped at their budget
   void finish(TcpSession* s, bool reset_client, bool reset_upstream);
+  void abandon(TcpSession* s);  // a pending session whose client has gone
   void reap();  // closes and frees the sessions finished in this batch
   void report_upstream_failure(TcpSession* s, int err, const std::string& syscall,
                                const SockAddr& source, const SockAddr& target);
+  // Ends the sessions whose header, or decision, has not come within the header timeout.
   void expire_headers(int64_t now);
   int epoll_timeout(int64_t now) const;
   uint64_t next_id();
@@ -55,9 +58,11 @@ class TcpWorker : public WorkerThread {
   uint64_t seq_ = 0;
   PipePool pipes_{256};
   std::unordered_map<uint64_t, std::unique_ptr<TcpSession>> sessions_;
-  std::deque<std::pair<int64_t, uint64_t>> header_deadlines_;  // in accept order
-  std::vector<uint64_t> finished_;  // freed after the current batch of events
-  std::vector<uint8_t> scratch_;    // header bytes, up to the largest v2 header
+  std::deque<std::pair<int64_t, uint64_t>> header_deadlines_;  // header and decision, by accept
+  std::vector<uint64_t> finished_;     // freed after the current batch of events
+  std::vector<uint64_t> ready_;        // sessions with work left after their budget, by id
+  std::vector<uint64_t> ready_round_;  // the ones pump_ready() is going through
+  std::vector<uint8_t> scratch_;       // header bytes, up to the largest v2 header
 };
 
 }  // namespace mmproxy

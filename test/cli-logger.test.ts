@@ -140,6 +140,8 @@ function stats(
       localRejected: 0,
       routeRejected: 0,
       maxConnections: 0,
+      decisionTimeout: 0,
+      clientClosed: 0,
       ...over.rejected,
     },
   };

@@ -4,6 +4,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
+import { spawnSync } from 'node:child_process';
 import { createProxy } from '../lib/proxy.js';
 import {
   Upstream,
@@ -187,6 +188,56 @@ describe('close()', () => {
     assert.equal(closes, 1);
     assert.equal(threadCount(), threadsBefore, 'the workers started by listen() are stopped');
   });
+
+  // After close() the engine has released its thread-safe function and Node frees it on a later
+  // turn of the loop: ref() and unref() must not touch it. A child process, so that the last call
+  // (ref) is seen not to keep the loop alive, and so that valgrind can watch the same steps.
+  const AFTER_CLOSE = `
+    import { createProxy } from ${JSON.stringify(new URL('../lib/proxy.js', import.meta.url).href)};
+    const proxy = createProxy({ listen: '127.0.0.1:0', workers: 1 });
+    await proxy.listen();
+    await proxy.close();
+    await new Promise((resolve) => setTimeout(resolve, 50)); // the released function is freed
+    proxy.unref();
+    proxy.ref();
+    proxy.unref();
+    proxy.ref();
+    console.log('done');`;
+
+  test('ref() and unref() after close() do nothing: no throw, and the process exits', () => {
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', AFTER_CLOSE], {
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    assert.equal(r.signal, null, r.stderr);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout.trim(), 'done');
+  });
+
+  const valgrind = spawnSync('valgrind', ['--version']).status === 0;
+  const asan = (process.env.LD_PRELOAD ?? '').includes('libasan'); // scripts/asan.sh
+  test(
+    'ref() and unref() after close() read no freed memory (valgrind)',
+    {
+      skip: asan
+        ? 'under ASan (scripts/asan.sh), which watches the other test instead'
+        : valgrind
+          ? false
+          : 'valgrind is not installed',
+      timeout: 180_000,
+    },
+    () => {
+      const r = spawnSync(
+        'valgrind',
+        ['-q', '--error-exitcode=99', process.execPath, '--input-type=module', '-e', AFTER_CLOSE],
+        { encoding: 'utf8', timeout: 170_000 },
+      );
+      const invalid = r.stderr.split('\n').filter((l) => /Invalid (read|write)/.test(l));
+      assert.deepEqual(invalid, [], r.stderr);
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stdout.trim(), 'done');
+    },
+  );
 
   test('closing a proxy that never listened resolves and emits close', async () => {
     const proxy = createProxy({ listen: '127.0.0.1:0' });

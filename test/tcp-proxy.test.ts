@@ -293,6 +293,109 @@ describe('framing', () => {
   });
 });
 
+describe('a decision that does not come', () => {
+  /** How the socket ends, or 'open' if it is still open after `ms`. */
+  function endsWithin(socket: net.Socket, ms: number): Promise<string> {
+    return Promise.race([ending(socket), sleep(ms).then(() => 'open')]);
+  }
+
+  test('a hook that never answers: refused at headerTimeout as decisionTimeout, slot released', async () => {
+    const { proxy, port } = await startProxy({
+      workers: 1,
+      headerTimeout: 400,
+      maxConnections: 1,
+      route: () => new Promise(() => {}),
+    });
+    try {
+      const socket = await connectAndSend(port, [v1('192.0.2.70', 37000), 'waiting']);
+      const started = Date.now();
+      const outcome = await endsWithin(socket, 3000);
+      const took = Date.now() - started;
+      assert.notEqual(outcome, 'open', 'still open 3 s after headerTimeout');
+      assert.ok(took >= 300, `closed after ${took} ms, before headerTimeout`);
+      const s = proxy.stats();
+      assert.equal(s.rejected.decisionTimeout, 1);
+      assert.equal(s.rejected.headerTimeout, 0);
+      assert.equal(s.active, 0);
+      socket.destroy();
+    } finally {
+      await proxy.close({ drainTimeout: 0 });
+    }
+  });
+
+  test('an answer that comes after the deadline is ignored; the worker goes on serving', async () => {
+    let calls = 0;
+    const { proxy, port } = await startProxy({
+      workers: 1,
+      headerTimeout: 300,
+      maxConnections: 1,
+      // The first answer (admit) comes 500 ms after the deadline, the others at once.
+      route: () => (calls++ === 0 ? sleep(800).then(() => true) : true),
+    });
+    try {
+      const before = up4.connections.length;
+      const late = await connectAndSend(port, [v1('192.0.2.71', 37001), 'late']);
+      assert.notEqual(await endsWithin(late, 3000), 'open');
+      late.destroy();
+      await sleep(700); // the late admit reaches the worker
+      assert.equal(calls, 1);
+      const s = proxy.stats();
+      assert.equal(s.rejected.decisionTimeout, 1);
+      assert.equal(s.admitted, 0);
+      assert.equal(s.active, 0);
+      assert.equal(up4.connections.length, before, 'the late admit opened an upstream connection');
+      const seen = await roundTrip(port, v1('192.0.2.72', 37002), up4);
+      assert.equal(seen.remoteAddress, '192.0.2.72');
+    } finally {
+      await proxy.close({ drainTimeout: 0 });
+    }
+  });
+
+  for (const how of ['FIN', 'reset'] as const) {
+    test(`a client that leaves (${how}) while its decision is pending frees its slot at once`, async () => {
+      let calls = 0;
+      const { proxy, port } = await startProxy({
+        workers: 1,
+        headerTimeout: 10_000,
+        maxConnections: 1,
+        route: () => (calls++ === 0 ? new Promise(() => {}) : true),
+      });
+      try {
+        const gone = await connectAndSend(port, [v1('192.0.2.73', 37003)]);
+        gone.on('error', () => {});
+        await until(() => calls === 1, 'the hook to be asked');
+        if (how === 'FIN') gone.end();
+        else gone.resetAndDestroy();
+        await until(() => proxy.stats().active === 0, 'the slot to be released', 1000);
+        assert.equal(proxy.stats().rejected.clientClosed, 1);
+        // With maxConnections 1 the next connection is served only if the slot came back.
+        const seen = await roundTrip(port, v1('192.0.2.74', 37004), up4);
+        assert.equal(seen.remoteAddress, '192.0.2.74');
+        assert.equal(proxy.stats().rejected.maxConnections, 0);
+        gone.destroy();
+      } finally {
+        await proxy.close({ drainTimeout: 0 });
+      }
+    });
+  }
+
+  test('a client that sends its request and its FIN while the decision is pending gets the reply', async () => {
+    const { proxy, port } = await startProxy({
+      workers: 1,
+      route: () => sleep(200).then(() => true),
+    });
+    try {
+      const socket = await connectAndSend(port, [v1('192.0.2.75', 37005), 'request']);
+      const reply = readAll(socket);
+      socket.end();
+      assert.equal((await reply).toString(), 'request');
+      assert.equal(proxy.stats().rejected.clientClosed, 0);
+    } finally {
+      await proxy.close({ drainTimeout: 0 });
+    }
+  });
+});
+
 describe('allowlist', () => {
   test('a peer outside it is closed before a byte is read; nothing reaches the upstream', async () => {
     const { proxy, port } = await startProxy({ allowedSubnets: ['192.0.2.0/24'] });

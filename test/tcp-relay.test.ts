@@ -5,6 +5,8 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
 import { execFileSync, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { createHash, randomBytes } from 'node:crypto';
 import { createProxy, type Proxy } from '../lib/proxy.js';
 import type { SystemError } from '../lib/errors.js';
@@ -117,6 +119,115 @@ describe('backpressure', () => {
       socket.destroy();
     } finally {
       await proxy.close();
+      await upstream.close();
+    }
+  });
+});
+
+describe('fairness', () => {
+  // One worker, one stream that never lets its sockets run dry, because the proxy is its
+  // bottleneck: the client writes as fast as it can and the upstream reads as fast as it can
+  // (python3, a loop of sendall() and recv_into()), all three processes share one CPU, and the
+  // proxy runs at the lowest priority (nice 19). The worker must still come back to its other work
+  // (accepts, headers, decisions, other sessions) between rounds of that stream, so that small echo
+  // connections opened alongside are served promptly.
+  const SINK = `
+import socket
+s = socket.socket()
+s.bind(('127.0.0.1', 0))
+s.listen()
+print(s.getsockname()[1], flush=True)
+c, _ = s.accept()
+buf = memoryview(bytearray(4 << 20))
+while c.recv_into(buf):
+    pass
+`;
+  const FLOOD = `
+import socket, sys
+s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
+s.sendall(sys.argv[2].encode())
+chunk = bytes(4 << 20)
+while True:
+    s.sendall(chunk)
+`;
+  const PROXY = `
+    const { createProxy } = await import(process.env.PROXY_MODULE);
+    const { createInterface } = await import('node:readline');
+    const proxy = createProxy({ listen: '127.0.0.1:0', workers: 1, dynamicDestination: true });
+    await proxy.listen();
+    console.log(JSON.stringify({ port: proxy.address().port }));
+    for await (const line of createInterface({ input: process.stdin })) {
+      if (line === 'stats') console.log(JSON.stringify(proxy.stats()));
+      else break;
+    }
+    await proxy.close({ drainTimeout: 0 });
+  `;
+
+  /** One CPU this process may run on. */
+  function oneCpu(): string {
+    const status = readFileSync('/proc/self/status', 'utf8');
+    const list = /^Cpus_allowed_list:\s*(\S+)/m.exec(status)![1]!;
+    return list.split(',')[0]!.split('-')[0]!;
+  }
+
+  test('a saturating stream does not starve small connections on the same worker', async () => {
+    const cpu = oneCpu();
+    const upstream = await Upstream.start('127.0.0.1');
+    const proxyChild = spawn(
+      'taskset',
+      ['-c', cpu, 'nice', '-n', '19', process.execPath, '--input-type=module', '-e', PROXY],
+      {
+        env: { ...process.env, PROXY_MODULE: new URL('../lib/proxy.js', import.meta.url).href },
+        stdio: ['pipe', 'pipe', 'inherit'],
+      },
+    );
+    const lines = createInterface({ input: proxyChild.stdout! })[Symbol.asyncIterator]();
+    const sink = spawn('taskset', ['-c', cpu, 'python3', '-c', SINK], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const sinkLines = createInterface({ input: sink.stdout! })[Symbol.asyncIterator]();
+    let flood: ReturnType<typeof spawn> | undefined;
+    try {
+      const { port } = JSON.parse((await lines.next()).value as string) as { port: number };
+      const stats = async (): Promise<ReturnType<Proxy['stats']>> => {
+        proxyChild.stdin!.write('stats\n');
+        return JSON.parse((await lines.next()).value as string) as ReturnType<Proxy['stats']>;
+      };
+      const sinkPort = Number((await sinkLines.next()).value);
+      const header = v1('192.0.2.60', 36000, '127.0.0.1', sinkPort);
+      flood = spawn('taskset', ['-c', cpu, 'python3', '-c', FLOOD, String(port), header], {
+        stdio: 'ignore',
+      });
+      // The stream is under way, and the worker busy with it, before the small ones arrive.
+      const deadline = Date.now() + 20_000;
+      while ((await stats()).bytesFromClients < 256 * 1024 * 1024) {
+        assert.ok(Date.now() < deadline, 'the stream did not get going');
+        await sleep(10);
+      }
+      const waits = await Promise.all(
+        Array.from({ length: 5 }, async (_, i) => {
+          const started = Date.now();
+          const socket = await connectAndSend(port, [
+            v1('192.0.2.61', 36001 + i, '127.0.0.1', upstream.port),
+            `ping ${i}`,
+          ]);
+          socket.on('error', () => {});
+          const echoed = await Promise.race([
+            once(socket, 'data').then(([d]) => (d as Buffer).toString()),
+            sleep(2000).then(() => null),
+          ]);
+          socket.destroy();
+          return { echoed, ms: Date.now() - started };
+        }),
+      );
+      const late = waits.filter((w, i) => w.echoed !== `ping ${i}`).length;
+      assert.equal(late, 0, `echo connections not served within 2 s: ${JSON.stringify(waits)}`);
+      assert.equal((await stats()).rejected.headerTimeout, 0);
+    } finally {
+      flood?.kill();
+      sink.kill();
+      proxyChild.stdin!.end();
+      await Promise.all([once(proxyChild, 'exit'), once(sink, 'exit')]);
       await upstream.close();
     }
   });
