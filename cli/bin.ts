@@ -20,7 +20,12 @@ function forward(signal: CliSignal): void {
 
 for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, forward);
 
-main(process.argv.slice(2), { signals }).then(
+function exitBySignal(signal: CliSignal): void {
+  for (const s of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.removeListener(s, forward);
+  process.kill(process.pid, signal);
+}
+
+main(process.argv.slice(2), { signals, exitBySignal }).then(
   (code) => {
     process.exitCode = code;
     for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const)

@@ -16,4 +16,9 @@ export interface CliIo {
   env: Readonly<Record<string, string | undefined>>;
   /** Emits 'signal' with a CliSignal. */
   signals?: EventEmitter<{ signal: [CliSignal] }>;
+  /**
+   * Ends the process now with the signal's default action (bin.ts). For a second stop signal
+   * while a start-up step hangs: a thread stuck reading a file would also hang a normal exit.
+   */
+  exitBySignal?: (signal: CliSignal) => void;
 }

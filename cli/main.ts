@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { helpText, parseCommandLine, UsageError } from './flags.js';
-import type { CliIo } from './io.js';
+import type { CliIo, CliSignal } from './io.js';
 
 /** Runs the command; resolves to the exit status. */
 export async function main(argv: readonly string[], io?: Partial<CliIo>): Promise<number> {
@@ -15,6 +15,7 @@ export async function main(argv: readonly string[], io?: Partial<CliIo>): Promis
     stderr: io?.stderr ?? process.stderr,
     env: io?.env ?? process.env,
     signals: io?.signals ?? new EventEmitter(),
+    ...(io?.exitBySignal ? { exitBySignal: io.exitBySignal } : {}),
   };
   let command;
   try {
@@ -42,8 +43,18 @@ export async function main(argv: readonly string[], io?: Partial<CliIo>): Promis
       return runDemo(full);
     }
     case 'proxy': {
-      const { serve } = await import('./serve.js');
-      return serve(command.flags, full);
+      // Signals that come while serve.js loads are kept for it: with no listener, bin.ts would
+      // take the default action, and SIGHUP would end the process.
+      const early: CliSignal[] = [];
+      const keep = (signal: CliSignal): number => early.push(signal);
+      full.signals!.on('signal', keep);
+      let serve;
+      try {
+        ({ serve } = await import('./serve.js'));
+      } finally {
+        full.signals!.off('signal', keep);
+      }
+      return serve(command.flags, full, { earlySignals: early });
     }
   }
 }

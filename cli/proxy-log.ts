@@ -21,6 +21,7 @@ const REJECT_MESSAGES: Record<RejectReason, string> = {
   maxConnections: 'too many connections',
   decisionTimeout: 'no routing decision in time',
   clientClosed: 'client closed the connection while its routing decision was pending',
+  decisionError: 'the decision failed',
 };
 
 /** The part of a Proxy this module listens to (an EventEmitter with these events). */

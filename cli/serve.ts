@@ -22,17 +22,22 @@ export const SUMMARY_INTERVAL_MS = 60_000;
 export interface ServeHooks {
   /** Overrides SUMMARY_INTERVAL_MS (tests). */
   summaryIntervalMs?: number;
+  /** Signals that arrived before serve() was called (main.ts keeps them while serve.js loads). */
+  earlySignals?: readonly CliSignal[];
 }
 
 /**
  * Signals from the first line of serve() to its last. Until the proxy runs, a stop is remembered
- * (start-up goes no further and cleans up) and so is a reload (done once running); then run()
- * takes them over.
+ * (start-up goes no further and cleans up) and so is a reload (done once running); a second stop
+ * stops at once, even while a start-up step hangs. Then run() takes them over.
  */
 class SignalState {
   stop: CliSignal | null = null;
   reload = false;
   handler: ((signal: CliSignal) => void) | null = null;
+  #force!: (signal: CliSignal) => void;
+  /** Settles, with the signal, on a second stop signal during start-up. */
+  readonly forced = new Promise<CliSignal>((resolve) => (this.#force = resolve));
 
   constructor(private readonly logger: Logger) {}
 
@@ -44,6 +49,9 @@ class SignalState {
     } else if (this.stop === null) {
       this.stop = signal;
       this.logger.info('stop requested during start-up', { signal });
+    } else {
+      this.logger.info('stopping now, during start-up', { signal });
+      this.#force(signal);
     }
   };
 }
@@ -52,10 +60,42 @@ export async function serve(flags: CliFlags, io: CliIo, hooks: ServeHooks = {}):
   const logger = new Logger(io.stdout);
   const signals = new SignalState(logger);
   io.signals?.on('signal', signals.listener);
+  for (const signal of hooks.earlySignals ?? []) signals.listener(signal);
+  const routes = new Routes(logger);
   try {
-    return await serveWithSignals(flags, io, hooks, logger, signals);
+    return await Promise.race([
+      serveWithSignals(flags, io, hooks, logger, signals, routes),
+      // A start-up step that hangs (an allowlist on a stuck mount) must not keep the command
+      // alive: the routes go now, and the rest ends with the process.
+      signals.forced.then(async (signal) => {
+        await routes.teardown();
+        logger.info('stopped', {
+          ...{ protocol: flags.protocol, listenAddr: flags.listen },
+          signal,
+        });
+        io.exitBySignal?.(signal);
+        return 0;
+      }),
+    ]);
   } finally {
     io.signals?.off('signal', signals.listener);
+  }
+}
+
+/** The --setup-routes entries this run added; teardown() removes them once, whoever asks. */
+class Routes {
+  current: RouteSetup | undefined;
+  constructor(private readonly logger: Logger) {}
+
+  async teardown(): Promise<void> {
+    const routes = this.current;
+    if (!routes) return;
+    this.current = undefined;
+    const added = routes.added.map((c) => c.text);
+    const failed = await routes.teardown();
+    for (const f of failed) this.logger.error('failed to remove a routing entry', { error: f });
+    if (added.length > 0)
+      this.logger.info('routing entries removed', { removed: added.length - failed.length });
   }
 }
 
@@ -65,20 +105,10 @@ async function serveWithSignals(
   hooks: ServeHooks,
   logger: Logger,
   signals: SignalState,
+  routes: Routes,
 ): Promise<number> {
   const listenAddr = flags.listen;
   const base = { protocol: flags.protocol, listenAddr };
-
-  let routes: RouteSetup | undefined;
-  const teardownRoutes = async (): Promise<void> => {
-    if (!routes) return;
-    const added = routes.added.map((c) => c.text);
-    const failed = await routes.teardown();
-    routes = undefined;
-    for (const f of failed) logger.error('failed to remove a routing entry', { error: f });
-    if (added.length > 0)
-      logger.info('routing entries removed', { removed: added.length - failed.length });
-  };
 
   // Loaded here rather than at the top so that --help and usage errors work where the proxy
   // cannot (no addon, another OS).
@@ -98,17 +128,18 @@ async function serveWithSignals(
   if (signals.stop !== null) return 0;
   if (flags.setupRoutes !== undefined) {
     try {
-      routes = await setupRoutes(
+      const added = await setupRoutes(
         [
           { family: 4, address: hostOf(flags.target4) },
           { family: 6, address: hostOf(flags.target6) },
         ],
         flags.setupRoutes,
       );
+      routes.current = added;
       logger.info('routing entries set up', {
         table: flags.setupRoutes,
-        added: routes.added.map((c) => c.text),
-        alreadyPresent: routes.present.map((c) => c.text),
+        added: added.added.map((c) => c.text),
+        alreadyPresent: added.present.map((c) => c.text),
       });
     } catch (err) {
       logger.error('failed to set up routing entries', {
@@ -123,7 +154,7 @@ async function serveWithSignals(
     if (signals.stop !== null) return 0;
     return await run(proxy, flags, logger, hooks, signals);
   } finally {
-    await teardownRoutes();
+    await routes.teardown();
   }
 }
 

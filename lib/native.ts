@@ -54,6 +54,7 @@ export const NATIVE_REJECT_REASONS = [
   'maxConnections',
   'decisionTimeout',
   'clientClosed',
+  'decisionError',
 ] as const;
 
 export interface NativeStats {
@@ -89,12 +90,23 @@ export interface NativeEngine {
   unref(): void;
 }
 
+export interface NativeLocalTableWatch {
+  /** Whether any address or route change arrived since the last call (an overflow counts). */
+  changed(): boolean;
+  close(): void;
+}
+
 export interface NativeAddon {
   interfaceVersion: number;
   /** Whether this process may create a transparent socket of the family (IP_TRANSPARENT). */
   probeTransparent(family: 4 | 6): ProbeResult;
-  /** The kernel's local routing table as CIDR strings ("127.0.0.0/8", "::1/128", ...). */
-  localTable(): string[];
+  /**
+   * The kernel's local routing table as CIDR strings ("127.0.0.0/8", "::1/128", ...), and how
+   * many route messages the dump read (of every table where the kernel lacks strict checking).
+   */
+  localTable(): { prefixes: string[]; routesRead: number };
+  /** A netlink socket subscribed to address and route changes. */
+  LocalTableWatch: new () => NativeLocalTableWatch;
   /** One TCP connection to target, from a spoofed source (transparent) or plainly when null. */
   connectFrom(
     source: NativeEndpoint | null,

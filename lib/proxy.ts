@@ -241,6 +241,7 @@ export class Proxy extends EventEmitter<ProxyEvents> {
     const started = this.#starting ? this.#starting.catch(() => {}) : Promise.resolve();
     this.#closed = started.then(async () => {
       if (this.#engine) await this.#engine.close(Math.ceil(drain));
+      this.#hostAddresses.close();
       this.#state = 'closed';
       this.emit('close');
     });
@@ -273,7 +274,16 @@ export class Proxy extends EventEmitter<ProxyEvents> {
     for (let i = 0; i < addresses.length; i++) {
       const offset = meta[4 * i + 2]!;
       const header = bytes.subarray(offset, offset + meta[4 * i + 3]!);
-      const decision = this.#decide(meta[4 * i]!, addresses[i]!, meta[4 * i + 1]!, header, later);
+      const id = meta[4 * i]!;
+      let decision: NativeDecision | null;
+      try {
+        decision = this.#decide(id, addresses[i]!, meta[4 * i + 1]!, header, later);
+      } catch (e) {
+        // A bug, or a resource failure (out of descriptors): this connection only is refused,
+        // and the rest of the batch is still decided.
+        const peer = { address: unmapped(addresses[i]!), port: meta[4 * i + 1]! };
+        decision = this.#reject(id, 'decisionError', peer, undefined, e as Error);
+      }
       if (decision) for (const field of decision) decisions.push(field);
     }
     if (decisions.length > 0) engine.decide(decisions);
@@ -317,6 +327,14 @@ export class Proxy extends EventEmitter<ProxyEvents> {
     return [id, REASON_INDEX.get(reason)!];
   }
 
+  /** Why every address counts as local just now, for a refusal's message; usually ''. */
+  #unreadableNote(): string {
+    const e = this.#hostAddresses.unreadable();
+    return e === null
+      ? ''
+      : `; this host's addresses could not be read (${e.message}), so every address counts as local`;
+  }
+
   /** One connection's decision; null when an async route hook will answer through `later`. */
   #decide(
     id: number,
@@ -353,7 +371,10 @@ export class Proxy extends EventEmitter<ProxyEvents> {
           'spoofRefused',
           loadBalancer,
           header,
-          new Error(`refusing to connect from ${client.address}:${client.port} (${refusal})`),
+          new Error(
+            `refusing to connect from ${client.address}:${client.port} (${refusal})` +
+              this.#unreadableNote(),
+          ),
         );
       }
       source = client;
@@ -373,7 +394,8 @@ export class Proxy extends EventEmitter<ProxyEvents> {
           new Error(
             `refusing to connect from the load balancer's address ${loadBalancer.address} for a ` +
               `${header.command === 'LOCAL' ? 'LOCAL' : 'UNKNOWN'} header (${refusal}): the ` +
-              'application would see a connection from this host',
+              'application would see a connection from this host' +
+              this.#unreadableNote(),
           ),
         );
       }

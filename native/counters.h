@@ -18,12 +18,13 @@ enum RejectReason : int {
   kMaxConnections,
   kDecisionTimeout,  // no decision by the header timeout (a route hook that did not answer)
   kClientClosed,     // the client closed or reset the connection while its decision was pending
+  kDecisionError,    // the decision code threw (a bug, or out of descriptors): that one refused
   kRejectReasonCount,
 };
 
 inline const char* const kRejectReasonNames[kRejectReasonCount] = {
     "notAllowed",    "badHeader",      "headerTimeout",   "spoofRefused", "localRejected",
-    "routeRejected", "maxConnections", "decisionTimeout", "clientClosed",
+    "routeRejected", "maxConnections", "decisionTimeout", "clientClosed",  "decisionError",
 };
 
 struct alignas(64) Counters {

@@ -194,6 +194,18 @@ void UdpWorker::stop_reading() {
   engine_.ack_stop_accepting();
 }
 
+namespace {
+
+// Whether a listening UDP socket still has its port (a destroyed socket that had an automatic
+// port is unhashed and reports port 0).
+bool still_bound(int fd) {
+  SockAddr local;
+  local.len = sizeof local.storage;
+  return getsockname(fd, local.sa(), &local.len) == 0 && local.port() != 0;
+}
+
+}  // namespace
+
 void UdpWorker::read_listener(int li) {
   const int lfd = engine_.listeners()[size_t(li)].get();
   const EngineConfig& cfg = engine_.config();
@@ -212,9 +224,11 @@ void UdpWorker::read_listener(int li) {
       }
     }
     int n = recvmmsg(lfd, in_.data(), kBatch, MSG_DONTWAIT, nullptr);
-    if (n < 0 && errno == ECONNABORTED) {
-      // A UDP socket reports ECONNABORTED only once it was destroyed (`ss -K`): it is unhashed
-      // and will never receive again. Tell JavaScript once, which makes the proxy emit 'error'.
+    if (n < 0 && errno == ECONNABORTED && !still_bound(lfd)) {
+      // A UDP socket reports ECONNABORTED once it was destroyed (`ss -K`). Bound to a port of
+      // its own choosing it also loses that port and will never receive again: tell JavaScript
+      // once, which makes the proxy emit 'error'. Bound to a port given (-l 0.0.0.0:8443) it
+      // keeps it and keeps receiving, so it is read on as before.
       epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, lfd, nullptr);
       if (engine_.claim_listener_failure(li))
         hand_off(ErrorRecord{kListenerFailed, ECONNABORTED, "recvmmsg", engine_.local_address(),

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -439,6 +439,16 @@ test('SIGHUP and SIGTERM while start-up waits for the allowlist do what they do 
     result.termExit = await c.exited;
     result.termRulesAfter = rules();
     result.termLines = c.lines.map((l) => l.msg);
+    // A second stop while start-up still hangs (the list never comes) stops at once.
+    c = start();
+    await c.wait('routing entries set up');
+    c.child.kill('SIGTERM');
+    await sleep(200);
+    c.child.kill('SIGTERM');
+    result.forcedExit = await Promise.race([c.exited, sleep(8000).then(() => 'still running')]);
+    if (c.alive()) c.child.kill('SIGKILL');
+    result.forcedRulesAfter = rules();
+    result.forcedLines = c.lines.map((l) => l.msg);
     fs.rmSync(dir, { recursive: true });
     console.log(JSON.stringify({ before, ...result }));`;
   const r = await inFreshNetns(code, [], 60_000);
@@ -454,6 +464,33 @@ test('SIGHUP and SIGTERM while start-up waits for the allowlist do what they do 
   assert.equal(out.termRulesAfter, out.before, detail);
   assert.ok((out.termLines as string[]).includes('stop requested during start-up'), detail);
   assert.ok((out.termLines as string[]).includes('routing entries removed'), detail);
+  // Ended by the signal itself: a normal exit would wait for the thread stuck on the FIFO.
+  assert.deepEqual(out.forcedExit, { code: null, signal: 'SIGTERM' }, detail);
+  assert.equal(out.forcedRulesAfter, out.before, detail);
+  assert.ok((out.forcedLines as string[]).includes('stopping now, during start-up'), detail);
+});
+
+test('a SIGHUP as soon as the process listens for signals, before the command is loaded, does not kill it', async () => {
+  requireNamespace();
+  for (let round = 0; round < 3; round++) {
+    const cmd = new Command(['-l', '127.0.0.1:0', '-4', '127.0.0.1:9']);
+    try {
+      // bin.ts installs its handlers first thing; SigCgt shows them (SIGHUP is bit 0).
+      for (let i = 0; i < 2000; i++) {
+        const status = readFileSync(`/proc/${cmd.child.pid}/status`, 'utf8');
+        const caught = /^SigCgt:\s*([0-9a-f]+)$/m.exec(status)?.[1] ?? '0';
+        if ((BigInt(`0x${caught}`) & 1n) === 1n) break;
+        await sleep(1);
+      }
+      cmd.signal('SIGHUP');
+      await cmd.msg('listening');
+      await cmd.msg('SIGHUP ignored: there is no --allowed-subnets file to reload');
+      cmd.signal('SIGTERM');
+      assert.deepEqual(await cmd.exited, { code: 0, signal: null }, JSON.stringify(cmd.lines));
+    } finally {
+      await cmd.stop();
+    }
+  }
 });
 
 test('a listener destroyed from outside (ss -K): the command logs why and exits 1, TCP and UDP', async () => {

@@ -142,6 +142,7 @@ function stats(
       maxConnections: 0,
       decisionTimeout: 0,
       clientClosed: 0,
+      decisionError: 0,
       ...over.rejected,
     },
   };

@@ -85,3 +85,102 @@ test('addresses of an interface without carrier, and one added meanwhile, are ne
     /load balancer's address 172\.17\.0\.1 for a LOCAL header \(local-address\)/,
   );
 });
+
+test('the local table is read alone, not the whole routing table (strict netlink checking)', async () => {
+  const code = `
+    import fs from 'node:fs';
+    import { execFileSync } from 'node:child_process';
+    const { loadNative } = await import(${JSON.stringify(moduleUrl('../lib/native.js'))});
+    const addon = loadNative();
+    const lines = [];
+    for (let i = 0; i < 3000; i++) lines.push('route add 172.16.' + ((i / 250) | 0) + '.' + (i % 250) + '/32 dev v0');
+    fs.writeFileSync('/tmp/mmproxy-routes.batch', lines.join('\\n') + '\\n');
+    execFileSync('ip', ['-batch', '/tmp/mmproxy-routes.batch']);
+    fs.rmSync('/tmp/mmproxy-routes.batch');
+    console.log(JSON.stringify(addon.localTable()));`;
+  const r = await inFreshNetns(code, [
+    'ip link add v0 type veth peer name v1',
+    'ip link set v0 up',
+    'ip link set v1 up',
+    'ip addr add 10.0.0.1/8 dev v0',
+  ]);
+  assert.equal(r.status, 0, r.stderr);
+  const table = JSON.parse(r.stdout) as { prefixes: string[]; routesRead: number };
+  assert.ok(table.prefixes.includes('10.0.0.1/32'), r.stdout);
+  assert.ok(table.routesRead < 50, `${table.routesRead} route messages read for the local table`);
+});
+
+test('a local route of prefix length 0 makes every address of its family this host’s', async () => {
+  const code = `
+    const { HostAddresses } = await import(${JSON.stringify(moduleUrl('../lib/host-addresses.js'))});
+    const { loadNative } = await import(${JSON.stringify(moduleUrl('../lib/native.js'))});
+    const h = new HostAddresses();
+    console.log(JSON.stringify({ table: loadNative().localTable().prefixes, v4: h.has('203.0.113.9'), v6: h.has('2001:db8::9') }));
+    h.close();`;
+  const r = await inFreshNetns(code, ['ip route add local 0.0.0.0/0 dev lo table local']);
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { table: string[]; v4: boolean; v6: boolean };
+  assert.ok(out.table.includes('0.0.0.0/0'), r.stdout);
+  assert.equal(out.v4, true, 'bind() would succeed for any IPv4 address here');
+  assert.equal(out.v6, false);
+});
+
+test('out of descriptors while reading the local table: refused (fail closed), and the batch is still decided', async () => {
+  // ulimit keeps the descriptor count small, so the child can use them all up quickly.
+  const code = `
+    import fs from 'node:fs';
+    import net from 'node:net';
+    const { createProxy } = await import(${JSON.stringify(moduleUrl('../lib/index.js'))});
+    const app = net.createServer((s) => s.end('hi'));
+    await new Promise((r) => app.listen(0, '127.0.0.1', r));
+    const proxy = createProxy({ listen: '127.0.0.1:0', target4: '127.0.0.1:' + app.address().port, workers: 1 });
+    const rejects = [];
+    proxy.on('reject', (r) => rejects.push(r.reason + ': ' + (r.error?.message ?? '')));
+    await proxy.listen();
+    const port = proxy.address().port;
+    const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+    const open = () => { const s = net.connect(port, '127.0.0.1'); s.on('error', () => {}); return s; };
+    const reply = (s) => new Promise((r) => { let got = ''; s.on('data', (d) => (got += d)); s.on('close', () => r(got || 'closed')); });
+    const a = open(), b = open();
+    await sleep(300);
+    const held = [];
+    try { for (;;) held.push(fs.openSync('/dev/null', 'r')); } catch {}
+    // Both headers in one batch, while no descriptor is free: a names a client, b this host.
+    a.write('PROXY TCP4 203.0.113.7 127.0.0.1 40000 443\\r\\n');
+    b.write('PROXY TCP4 198.51.100.1 127.0.0.1 40001 443\\r\\n');
+    const ra = reply(a), rb = reply(b);
+    await sleep(300);
+    for (const fd of held) fs.closeSync(fd);
+    // Once descriptors are back, this host's own address is refused as such.
+    const c = open();
+    await new Promise((r) => c.on('connect', r));
+    c.write('PROXY TCP4 198.51.100.1 127.0.0.1 40002 443\\r\\n');
+    const rc = await reply(c);
+    const out = { held: held.length, a: await ra, b: await rb, c: rc, rejects, stats: proxy.stats().rejected, active: proxy.stats().active };
+    await proxy.close({ drainTimeout: 0 });
+    app.close();
+    console.log(JSON.stringify(out));`;
+  const r = await inFreshNetns(code, [
+    ...ROUTING_SETUP,
+    'ip link add d0 type veth peer name d1',
+    'ip link set d1 up',
+    'ip link set d0 up',
+    'ip addr add 198.51.100.1/24 dev d0',
+    'ulimit -n 256',
+  ]);
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as Record<string, unknown> & { rejects: string[] };
+  const detail = JSON.stringify(out, null, 1);
+  assert.ok((out.held as number) > 0, detail);
+  assert.equal(out.b, 'closed', detail);
+  assert.equal(out.c, 'closed', detail);
+  assert.equal(out.active, 0, detail);
+  assert.ok(
+    out.rejects.some((x) => /^spoofRefused: .*198\.51\.100\.1:40001 .*could not be read/.test(x)),
+    detail,
+  );
+  assert.ok(
+    out.rejects.some((x) => /^spoofRefused: .*40002 \(local-address\)$/.test(x)),
+    detail,
+  );
+});

@@ -410,3 +410,29 @@ describe('flow table', () => {
     }
   });
 });
+
+describe('a listener destroyed from outside', () => {
+  test('on a port given, it keeps its port and keeps serving: no error, datagrams still relayed', async () => {
+    // A free port, then given explicitly, as -l 0.0.0.0:8443 is.
+    const probe = dgram.createSocket('udp4');
+    probe.bind(0, '127.0.0.1');
+    await once(probe, 'listening');
+    const fixed = probe.address().port;
+    probe.close();
+    const { proxy, port } = await startProxy({ listen: `127.0.0.1:${fixed}`, workers: 1 });
+    const errors: Error[] = [];
+    proxy.on('error', (e) => errors.push(e));
+    const lb = await LoadBalancer.start();
+    try {
+      assert.equal(port, fixed);
+      execFileSync('ss', ['-K', '-uln', `sport = :${port}`]);
+      await sleep(100);
+      for (let i = 0; i < 5; i++) lb.send(port, udp4('203.0.113.70', 7000), `after ${i}`);
+      await until(() => lb.replies.length === 5, 'five replies after the kill');
+      assert.deepEqual(errors, []);
+    } finally {
+      lb.close();
+      await proxy.close();
+    }
+  });
+});
