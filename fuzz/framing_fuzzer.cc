@@ -102,6 +102,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     CHECK((data[12] & 0x0F) <= 1);
     if (h.local) {
       CHECK(h.source.len == 0);
+      if (data[13] == 0x32 && (data[12] & 0x0F) == 1)
+        CHECK(h.length >= mmproxy::kV2FixedLength + mmproxy::kV2UnixAddressLength);
     } else if (data[13] == 0x12) {
       CHECK(h.length >= mmproxy::kV2FixedLength + 12);
       CHECK(h.source.family() == AF_INET && h.source.len == sizeof(sockaddr_in));

@@ -9,6 +9,7 @@ import { createProxy, type Proxy, type RouteRequest } from '../lib/proxy.js';
 import type { ProxyOptions } from '../lib/options.js';
 import { requireNamespace, sleep, until } from './helpers/net.js';
 import { v1, v2, v2Local } from './helpers/headers.js';
+import { encodeHeader } from '../lib/codec/index.js';
 import { foreignPeer } from './helpers/foreign-peer.js';
 
 requireNamespace();
@@ -215,6 +216,33 @@ describe('flow table', () => {
       const reply = await foreignPeer('udp', '198.51.100.9', port, datagram);
       assert.equal(reply.toString(), 'local');
       assert.equal(up4.seen[before]?.address, '198.51.100.9');
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test('UNIX_DGRAM is forwarded from the load balancer’s own address, as LOCAL is', async () => {
+    const { proxy, port } = await startProxy();
+    try {
+      const before = up4.seen.length;
+      // A header naming AF_UNIX sockets has no client address to stand for; the load balancer
+      // is on another host: 198.51.100.9, an address this one lacks.
+      const header = encodeHeader(
+        {
+          version: 2,
+          command: 'PROXY',
+          protocol: 'UNIX_DGRAM',
+          source: { address: '/run/client.sock', port: null },
+          destination: { address: '/run/app.sock', port: null },
+          tlvs: [],
+        },
+        { version: 2 },
+      );
+      const datagram = Buffer.concat([Buffer.from(header), Buffer.from('unix')]);
+      const reply = await foreignPeer('udp', '198.51.100.9', port, datagram);
+      assert.equal(reply.toString(), 'unix', JSON.stringify(proxy.stats().rejected));
+      assert.equal(up4.seen[before]?.address, '198.51.100.9');
+      assert.equal(up4.seen[before]?.payload, 'unix');
     } finally {
       await proxy.close();
     }
