@@ -80,6 +80,13 @@ Framing frame_header(const uint8_t* data, size_t n, size_t* length) {
         return Framing::kComplete;
       }
     }
+    // No CRLF yet. Its CR is at offset 105 at the latest: a line that reached 106 bytes without
+    // one there can no longer become a header, as lib/codec/v1.ts decides.
+    const size_t last_cr = kV1MaxLength - 2;
+    if (n > last_cr && data[last_cr] != '\r') {
+      *length = last_cr + 1;
+      return Framing::kInvalid;
+    }
     if (n >= kV1MaxLength) {
       *length = kV1MaxLength;
       return Framing::kInvalid;

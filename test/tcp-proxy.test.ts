@@ -293,6 +293,29 @@ describe('framing', () => {
   });
 });
 
+describe('framing at the v1 limit', () => {
+  test('a v1 line of 106 bytes without a CR is refused at once, not at the header timeout', async () => {
+    // The CRLF of a v1 line must end within 107 bytes: after 106 without a CR, it cannot.
+    const { proxy, port } = await startProxy({ headerTimeout: 20_000 });
+    const rejects: RejectInfo[] = [];
+    proxy.on('reject', (r) => rejects.push(r));
+    try {
+      const line = 'PROXY UNKNOWN ' + 'x'.repeat(92);
+      assert.equal(line.length, 106);
+      const socket = await connectAndSend(port, [line]);
+      const started = Date.now();
+      await ending(socket);
+      const took = Date.now() - started;
+      assert.ok(took < 10_000, `closed after ${took} ms: it waited for the header timeout`);
+      assert.equal(rejects[0]?.reason, 'badHeader');
+      assert.equal((rejects[0]?.error as { code?: string }).code, 'ERR_PROXY_V1_TOO_LONG');
+      assert.equal(proxy.stats().rejected.headerTimeout, 0);
+    } finally {
+      await proxy.close();
+    }
+  });
+});
+
 describe('allowlist', () => {
   test('a peer outside it is closed before a byte is read; nothing reaches the upstream', async () => {
     const { proxy, port } = await startProxy({ allowedSubnets: ['192.0.2.0/24'] });
