@@ -19,6 +19,7 @@ const REJECT_MESSAGES: Record<RejectReason, string> = {
   localRejected: 'LOCAL/UNKNOWN PROXY header rejected',
   routeRejected: 'route hook refused the connection',
   maxConnections: 'too many connections',
+  destinationRefused: 'destination in the PROXY header not in the allowed destinations',
 };
 
 /** The part of a Proxy this module listens to (an EventEmitter with these events). */

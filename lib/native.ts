@@ -52,6 +52,7 @@ export const NATIVE_REJECT_REASONS = [
   'localRejected',
   'routeRejected',
   'maxConnections',
+  'destinationRefused',
 ] as const;
 
 export interface NativeStats {

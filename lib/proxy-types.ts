@@ -18,7 +18,8 @@ export type RejectReason =
   | 'spoofRefused' // the header's source must never be spoofed (loopback, multicast, this host…)
   | 'localRejected' // LOCAL/UNKNOWN header while the `local` option is 'reject'
   | 'routeRejected' // the user's route hook refused it
-  | 'maxConnections'; // maxConnections live connections already
+  | 'maxConnections' // maxConnections live connections already
+  | 'destinationRefused'; // the header's destination is outside dynamicDestinationAllow
 
 export interface ConnectionInfo {
   id: number;

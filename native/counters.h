@@ -16,12 +16,13 @@ enum RejectReason : int {
   kLocalRejected,
   kRouteRejected,
   kMaxConnections,
+  kDestinationRefused,
   kRejectReasonCount,
 };
 
 inline const char* const kRejectReasonNames[kRejectReasonCount] = {
     "notAllowed",    "badHeader",     "headerTimeout",  "spoofRefused",
-    "localRejected", "routeRejected", "maxConnections",
+    "localRejected", "routeRejected", "maxConnections", "destinationRefused",
 };
 
 struct alignas(64) Counters {

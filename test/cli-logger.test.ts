@@ -140,6 +140,7 @@ function stats(
       localRejected: 0,
       routeRejected: 0,
       maxConnections: 0,
+      destinationRefused: 0,
       ...over.rejected,
     },
   };

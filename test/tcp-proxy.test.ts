@@ -372,6 +372,46 @@ describe('allowlist', () => {
   });
 });
 
+describe('dynamic destination', () => {
+  test('connects where the header says; dynamicDestinationAllow refuses the rest as destinationRefused', async (t) => {
+    const other = await Upstream.start('127.0.0.1');
+    t.after(() => other.close());
+    const { proxy, port } = await startProxy({
+      // target4 points elsewhere: only the header's destination can bring a connection to `other`.
+      dynamicDestination: true,
+      dynamicDestinationAllow: [`127.0.0.1/32:${other.port}`, `[::1]:${up6.port}`],
+    });
+    const reasons: string[] = [];
+    proxy.on('reject', (r) => reasons.push(`${r.reason}: ${r.error?.message ?? ''}`));
+    try {
+      const a = await roundTrip(port, v2('192.0.2.91', 4101, '127.0.0.1', other.port), other);
+      assert.deepEqual([a.remoteAddress, a.remotePort], ['192.0.2.91', 4101]);
+      const b = await roundTrip(port, v1('2001:db8::91', 4102, '::1', up6.port), up6);
+      assert.deepEqual([b.remoteAddress, b.remotePort], ['2001:db8::91', 4102]);
+      const before = [up4.connections.length, up6.connections.length, other.connections.length];
+      const refused = [
+        v2('192.0.2.92', 4103, '127.0.0.1', up4.port), // a port outside the list
+        v2('192.0.2.93', 4104, '127.0.0.2', other.port), // an address outside it
+        v1('2001:db8::94', 4105, '::1', other.port),
+      ];
+      for (const header of refused) await ending(await connectAndSend(port, [header, 'x']));
+      await sleep(50);
+      assert.deepEqual(
+        [up4.connections.length, up6.connections.length, other.connections.length],
+        before,
+      );
+      assert.equal(proxy.stats().rejected.destinationRefused, 3);
+      assert.deepEqual(reasons, [
+        `destinationRefused: refusing to connect to 127.0.0.1:${up4.port}: not in dynamicDestinationAllow`,
+        `destinationRefused: refusing to connect to 127.0.0.2:${other.port}: not in dynamicDestinationAllow`,
+        `destinationRefused: refusing to connect to [::1]:${other.port}: not in dynamicDestinationAllow`,
+      ]);
+    } finally {
+      await proxy.close();
+    }
+  });
+});
+
 describe('route hook', () => {
   test('a sync or async answer picks the target; false refuses; the hook sees the client', async () => {
     const other = await Upstream.start('127.0.0.1');

@@ -270,6 +270,33 @@ describe('flow table', () => {
     }
   });
 
+  test('dynamicDestination with dynamicDestinationAllow: a destination outside it is refused as destinationRefused', async () => {
+    const { proxy, port } = await startProxy({
+      target4: '127.0.0.1:9', // never used: every header names its destination
+      dynamicDestination: true,
+      dynamicDestinationAllow: [`127.0.0.1/32:${up4.socket.address().port}`],
+    });
+    const lb = await LoadBalancer.start();
+    const reasons: string[] = [];
+    proxy.on('reject', (r) => reasons.push(`${r.reason}: ${r.error?.message ?? ''}`));
+    try {
+      const before = up4.seen.length;
+      const upPort = up4.socket.address().port;
+      lb.send(port, v2('192.0.2.95', 5600, '127.0.0.1', upPort, 'UDP4'), 'allowed');
+      await until(() => lb.replies.includes('allowed'), 'the reply');
+      assert.deepEqual(up4.seen[before], { address: '192.0.2.95', port: 5600, payload: 'allowed' });
+      lb.send(port, v2('192.0.2.96', 5600, '127.0.0.1', upPort + 1, 'UDP4'), 'refused');
+      await until(() => proxy.stats().rejected.destinationRefused === 1, 'the refusal');
+      assert.deepEqual(reasons, [
+        `destinationRefused: refusing to connect to 127.0.0.1:${upPort + 1}: not in dynamicDestinationAllow`,
+      ]);
+      assert.equal(up4.seen.length, before + 1);
+    } finally {
+      lb.close();
+      await proxy.close();
+    }
+  });
+
   test('an idle flow closes within a second of closeAfter', async () => {
     const { proxy, port } = await startProxy({ closeAfter: 0.5 });
     const lb = await LoadBalancer.start();
