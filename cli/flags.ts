@@ -3,6 +3,7 @@
 // name the flag and show a valid example, and the --help text. Pure: no I/O, no process access.
 import net from 'node:net';
 import yargs from 'yargs';
+import { DestinationAllowlist } from '../lib/destination-allow.js';
 import { DURATION_RULES, type DurationOption, type ProxyOptions } from '../lib/options.js';
 
 /** A command line the user must fix; `main` prints it and exits 2. */
@@ -27,7 +28,8 @@ type Kind =
   | 'verbosity'
   | 'bool'
   | 'hostPort'
-  | 'table';
+  | 'table'
+  | 'destinations';
 
 export interface FlagSpec {
   /** The name after the dashes: `l`, `4`, `allowed-subnets`. */
@@ -152,6 +154,14 @@ export const FLAGS: readonly FlagSpec[] = [
     help: "Connect to the header's destination address and port instead of -4/-6",
   },
   {
+    name: 'dynamic-destination-allow',
+    kind: 'destinations',
+    valueName: 'LIST',
+    defaultText: '',
+    example: '127.0.0.1/32:10000-20000,[::1]/128:443',
+    help: 'Where --dynamic-destination may connect: CIDR[:PORT[-PORT]],… (IPv6: [::1]/128:443)',
+  },
+  {
     name: 'max-connections',
     kind: 'positive',
     valueName: 'N',
@@ -224,6 +234,8 @@ export interface CliFlags {
   headerTimeout: number | undefined;
   workers: number | undefined;
   dynamicDestination: boolean;
+  /** Entries as given (the library normalizes them); undefined: any destination. */
+  dynamicDestinationAllow: string[] | undefined;
   maxConnections: number | undefined;
   maxFlows: number | undefined;
   drainTimeout: number | undefined;
@@ -399,7 +411,7 @@ function resolveFlags(
     }
     return fallback;
   };
-  return {
+  const flags: CliFlags = {
     listen: value('l', '0.0.0.0:8443') as string,
     target4: value('4', '127.0.0.1:443') as string,
     target6: value('6', '[::1]:443') as string,
@@ -412,6 +424,7 @@ function resolveFlags(
     headerTimeout: value('header-timeout', undefined) as number | undefined,
     workers: value('workers', undefined) as number | undefined,
     dynamicDestination: value('dynamic-destination', false) as boolean,
+    dynamicDestinationAllow: value('dynamic-destination-allow', undefined) as string[] | undefined,
     maxConnections: value('max-connections', undefined) as number | undefined,
     maxFlows: value('max-flows', undefined) as number | undefined,
     drainTimeout: value('drain-timeout', undefined) as number | undefined,
@@ -419,6 +432,14 @@ function resolveFlags(
     metrics: value('metrics', undefined) as HostPort | undefined,
     setupRoutes: value('setup-routes', undefined) as number | undefined,
   };
+  if (flags.dynamicDestinationAllow !== undefined && !flags.dynamicDestination) {
+    throw new UsageError(
+      'mmproxy: --dynamic-destination-allow limits where --dynamic-destination connects, which ' +
+        'is off; give both, e.g. --dynamic-destination --dynamic-destination-allow ' +
+        byName.get('dynamic-destination-allow')!.example,
+    );
+  }
+  return flags;
 }
 
 interface Source {
@@ -478,6 +499,18 @@ function convert(spec: FlagSpec, raw: string | undefined, src: Source): unknown 
         throw bad('must be HOST:PORT (IPv6 in brackets)');
       }
       return hp;
+    }
+    case 'destinations': {
+      const entries = (raw ?? '').split(',').map((e) => e.trim());
+      try {
+        DestinationAllowlist.from(entries);
+      } catch (err) {
+        throw bad(
+          `must be a comma-separated list of subnets with optional ports or port ranges ` +
+            `(${(err as Error).message})`,
+        );
+      }
+      return entries;
     }
     case 'protocol':
       if (raw === 'tcp' || raw === 'udp') return raw;
@@ -593,6 +626,9 @@ export function toProxyOptions(flags: CliFlags): ProxyOptions {
     local: flags.rejectLocal ? 'reject' : 'load-balancer',
   };
   if (flags.allowedSubnetsFile !== undefined) options.allowedSubnetsFile = flags.allowedSubnetsFile;
+  if (flags.dynamicDestinationAllow !== undefined) {
+    options.dynamicDestinationAllow = flags.dynamicDestinationAllow;
+  }
   if (flags.headerTimeout !== undefined) options.headerTimeout = flags.headerTimeout;
   if (flags.workers !== undefined) options.workers = flags.workers;
   if (flags.maxConnections !== undefined) options.maxConnections = flags.maxConnections;
@@ -615,6 +651,7 @@ const OPTION_FLAGS: Record<string, string> = {
   headerTimeout: '--header-timeout',
   workers: '--workers',
   dynamicDestination: '--dynamic-destination',
+  dynamicDestinationAllow: '--dynamic-destination-allow',
   maxConnections: '--max-connections',
   maxFlows: '--max-flows',
   drainTimeout: '--drain-timeout',

@@ -22,6 +22,7 @@ const REJECT_MESSAGES: Record<RejectReason, string> = {
   decisionTimeout: 'no routing decision in time',
   clientClosed: 'client closed the connection while its routing decision was pending',
   decisionError: 'the decision failed',
+  destinationRefused: 'destination in the PROXY header not in the allowed destinations',
 };
 
 /** The part of a Proxy this module listens to (an EventEmitter with these events). */

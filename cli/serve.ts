@@ -254,6 +254,21 @@ async function run(
       void proxy.close({ drainTimeout: 0 });
     }
   };
+  if (
+    flags.dynamicDestination &&
+    flags.allowedSubnetsFile === undefined &&
+    flags.dynamicDestinationAllow === undefined
+  ) {
+    logger.warn(
+      '--dynamic-destination without --allowed-subnets or --dynamic-destination-allow: anyone ' +
+        'who reaches the listener can connect from any address to any port of this host',
+      {
+        fix:
+          'limit the load balancers with --allowed-subnets FILE, or the destinations with ' +
+          '--dynamic-destination-allow LIST such as 127.0.0.1/32:10000-20000',
+      },
+    );
+  }
   logger.info('listening', {
     ...base,
     localAddr: localAddr(),
@@ -261,6 +276,8 @@ async function run(
     targetAddr6: flags.target6,
     listeners: flags.listeners,
     allowedSubnets: flags.allowedSubnetsFile,
+    dynamicDestination: flags.dynamicDestination || undefined,
+    dynamicDestinationAllow: flags.dynamicDestinationAllow?.join(','),
     mark: flags.mark,
     verbosity: flags.verbosity,
   });

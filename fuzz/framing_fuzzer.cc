@@ -49,6 +49,8 @@ Framing frame_checked(const uint8_t* data, size_t n, size_t* length) {
       } else if (n > 0) {
         CHECK(prefix_of(data, n, kV1, sizeof kV1));
         CHECK(n < mmproxy::kV1MaxLength && !has_crlf(data, n));
+        // At 106 bytes only a CR as the last can still become the CRLF of a 107-byte line.
+        CHECK(n < mmproxy::kV1MaxLength - 1 || data[mmproxy::kV1MaxLength - 2] == '\r');
       }
       break;
     case Framing::kComplete:
@@ -102,6 +104,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     CHECK((data[12] & 0x0F) <= 1);
     if (h.local) {
       CHECK(h.source.len == 0);
+      if (data[13] == 0x32 && (data[12] & 0x0F) == 1)
+        CHECK(h.length >= mmproxy::kV2FixedLength + mmproxy::kV2UnixAddressLength);
     } else if (data[13] == 0x12) {
       CHECK(h.length >= mmproxy::kV2FixedLength + 12);
       CHECK(h.source.family() == AF_INET && h.source.len == sizeof(sockaddr_in));

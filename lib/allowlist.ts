@@ -117,6 +117,16 @@ function parseEntry(text: string): Entry | string {
   return { family: 6, prefix, words, text: `${formatV6(words)}/${prefix}` };
 }
 
+/**
+ * One subnet or address, by the rules of an allowlist line: its normalized CIDR text and its
+ * family (an IPv4-mapped subnet of /96 or longer is IPv4), or the reason it is not one.
+ * @internal
+ */
+export function parseSubnet(text: string): { family: 4 | 6; text: string } | string {
+  const entry = parseEntry(text);
+  return typeof entry === 'string' ? entry : { family: entry.family, text: entry.text };
+}
+
 function quoteLine(line: string): string {
   return JSON.stringify(line.length > 120 ? `${line.slice(0, 120)}…` : line);
 }

@@ -55,6 +55,7 @@ export const NATIVE_REJECT_REASONS = [
   'decisionTimeout',
   'clientClosed',
   'decisionError',
+  'destinationRefused',
 ] as const;
 
 export interface NativeStats {

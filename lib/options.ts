@@ -4,6 +4,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { Allowlist, formatV4, formatV6, parseIp } from './allowlist.js';
+import { DESTINATION_EXAMPLE, DestinationAllowlist } from './destination-allow.js';
 import { AllowlistError, InvalidOptionError } from './errors.js';
 
 /** An address and port given as an object, e.g. what `server.address()` returns. */
@@ -54,6 +55,12 @@ export interface ProxyOptions {
   maxFlows?: number;
   /** Connect to the header's destination address and port instead of target4/target6. */
   dynamicDestination?: boolean;
+  /**
+   * With dynamicDestination: the destinations it may connect to, as subnets with an optional
+   * port or port range ("127.0.0.1/32:10000-20000", "[::1]/128:443", "10.0.0.0/8" for any
+   * port). A header naming another destination is refused (destinationRefused).
+   */
+  dynamicDestinationAllow?: readonly string[];
   /** LOCAL/UNKNOWN headers: connect from the load balancer's address, or reject them. */
   local?: 'load-balancer' | 'reject';
   route?: RouteHook;
@@ -80,6 +87,8 @@ export interface NormalizedOptions {
   maxConnections: number;
   maxFlows: number;
   dynamicDestination: boolean;
+  /** The destinations dynamicDestination may connect to; null: any. */
+  dynamicDestinationAllow: DestinationAllowlist | null;
   local: 'load-balancer' | 'reject';
   route: RouteHook | null;
   verbosity: 0 | 1 | 2;
@@ -138,6 +147,7 @@ const OPTION_NAMES = [
   'maxConnections',
   'maxFlows',
   'dynamicDestination',
+  'dynamicDestinationAllow',
   'local',
   'route',
   'verbosity',
@@ -366,6 +376,31 @@ export function normalizeOptions(input: ProxyOptions = {}): NormalizedOptions {
     fail('route', 'a function such as (connection) => decision', route);
   }
 
+  const dynamicDestination = oneOf(
+    'dynamicDestination',
+    or('dynamicDestination', DEFAULTS.dynamicDestination),
+    [false, true] as const,
+  );
+  let dynamicDestinationAllow: DestinationAllowlist | null = null;
+  if (given('dynamicDestinationAllow')) {
+    const value = get('dynamicDestinationAllow');
+    const expected = `an array of subnets with optional ports such as ${JSON.stringify(DESTINATION_EXAMPLE)}`;
+    if (!Array.isArray(value)) fail('dynamicDestinationAllow', expected, value);
+    try {
+      dynamicDestinationAllow = DestinationAllowlist.from(value as unknown[]);
+    } catch (err) {
+      fail('dynamicDestinationAllow', expected, value, (err as Error).message);
+    }
+    if (!dynamicDestination) {
+      throw new InvalidOptionError(
+        'dynamicDestinationAllow',
+        'option "dynamicDestinationAllow" limits where dynamicDestination connects, and ' +
+          'dynamicDestination is off; set both, such as { dynamicDestination: true, ' +
+          `dynamicDestinationAllow: ${JSON.stringify(DESTINATION_EXAMPLE.slice(0, 1))} }`,
+      );
+    }
+  }
+
   return {
     listen: endpoint('listen', or('listen', DEFAULTS.listen), 0, 0),
     target4: endpoint('target4', or('target4', DEFAULTS.target4), 4, 1),
@@ -391,11 +426,8 @@ export function normalizeOptions(input: ProxyOptions = {}): NormalizedOptions {
             ', or 0 or Infinity for no limit,',
           ),
     maxFlows: integer('maxFlows', or('maxFlows', DEFAULTS.maxFlows), 1, MAX_UINT32, 65536),
-    dynamicDestination: oneOf(
-      'dynamicDestination',
-      or('dynamicDestination', DEFAULTS.dynamicDestination),
-      [false, true] as const,
-    ),
+    dynamicDestination,
+    dynamicDestinationAllow,
     local: oneOf('local', or('local', DEFAULTS.local), ['load-balancer', 'reject'] as const),
     route: route as RouteHook | null,
     verbosity: oneOf('verbosity', or('verbosity', DEFAULTS.verbosity), [0, 1, 2] as const),

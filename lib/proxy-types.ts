@@ -21,7 +21,8 @@ export type RejectReason =
   | 'maxConnections' // maxConnections live connections already
   | 'decisionTimeout' // no decision within headerTimeout: a route hook that did not answer in time
   | 'clientClosed' // the client closed or reset the connection while its decision was pending
-  | 'decisionError'; // deciding threw (a bug, or out of descriptors): only that one is refused
+  | 'decisionError' // deciding threw (a bug, or out of descriptors): only that one is refused
+  | 'destinationRefused'; // the header's destination is outside dynamicDestinationAllow
 
 export interface ConnectionInfo {
   id: number;

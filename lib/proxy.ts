@@ -64,6 +64,11 @@ function ipKind(address: unknown): 0 | 4 | 6 {
   return parseIPv6(address) !== null ? 6 : 0;
 }
 
+/** `192.0.2.1:80`, `[2001:db8::1]:80`. */
+function endpointText(e: Endpoint): string {
+  return e.address.includes(':') ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`;
+}
+
 function familyOf(address: string): 4 | 6 {
   return isIPv4(address) ? 4 : 6;
 }
@@ -413,6 +418,18 @@ export class Proxy extends EventEmitter<ProxyEvents> {
           header,
           new Error(
             `source ${source.address} and destination ${target.address} are of different families`,
+          ),
+        );
+      }
+      const allowed = o.dynamicDestinationAllow;
+      if (allowed && !allowed.contains(target.address, target.port)) {
+        return this.#reject(
+          id,
+          'destinationRefused',
+          loadBalancer,
+          header,
+          new Error(
+            `refusing to connect to ${endpointText(target)}: not in dynamicDestinationAllow`,
           ),
         );
       }

@@ -16,15 +16,17 @@ enum RejectReason : int {
   kLocalRejected,
   kRouteRejected,
   kMaxConnections,
-  kDecisionTimeout,  // no decision by the header timeout (a route hook that did not answer)
-  kClientClosed,     // the client closed or reset the connection while its decision was pending
-  kDecisionError,    // the decision code threw (a bug, or out of descriptors): that one refused
+  kDecisionTimeout,     // no decision by the header timeout (a route hook that did not answer)
+  kClientClosed,        // the client closed or reset the connection while its decision was pending
+  kDecisionError,       // the decision code threw (a bug, or out of descriptors): that one refused
+  kDestinationRefused,  // the header's destination is outside dynamicDestinationAllow
   kRejectReasonCount,
 };
 
 inline const char* const kRejectReasonNames[kRejectReasonCount] = {
-    "notAllowed",    "badHeader",      "headerTimeout",   "spoofRefused", "localRejected",
-    "routeRejected", "maxConnections", "decisionTimeout", "clientClosed",  "decisionError",
+    "notAllowed",    "badHeader",     "headerTimeout",      "spoofRefused",
+    "localRejected", "routeRejected", "maxConnections",     "decisionTimeout",
+    "clientClosed",  "decisionError", "destinationRefused",
 };
 
 struct alignas(64) Counters {

@@ -30,9 +30,13 @@ bool parse_dgram_header(const uint8_t* data, size_t n, DgramHeader* out) {
   const size_t length = kV2FixedLength + ((size_t(data[14]) << 8) | data[15]);
   if (length > n) return false;
   out->length = length;
-  out->local = command == 0 || family == 0x00;
+  // AF_UNIX names no client address either: like LOCAL and AF_UNSPEC, its flow is the load
+  // balancer's own, and JavaScript decides whether it may be forwarded from that address.
+  out->local = command == 0 || family == 0x00 || family == 0x32;
   out->source = SockAddr{};
-  if (out->local) return family == 0x00 || family == 0x12 || family == 0x22;
+  if (family == 0x32 && command == 1 && length < kV2FixedLength + kV2UnixAddressLength)
+    return false;
+  if (out->local) return family == 0x00 || family == 0x12 || family == 0x22 || family == 0x32;
   const uint8_t* a = data + kV2FixedLength;
   if (family == 0x12) {  // AF_INET, SOCK_DGRAM: src 4, dst 4, src port, dst port
     if (length < kV2FixedLength + 12) return false;
@@ -75,6 +79,13 @@ Framing frame_header(const uint8_t* data, size_t n, size_t* length) {
         *length = i + 1;
         return Framing::kComplete;
       }
+    }
+    // No CRLF yet. Its CR is at offset 105 at the latest: a line that reached 106 bytes without
+    // one there can no longer become a header, as lib/codec/v1.ts decides.
+    const size_t last_cr = kV1MaxLength - 2;
+    if (n > last_cr && data[last_cr] != '\r') {
+      *length = last_cr + 1;
+      return Framing::kInvalid;
     }
     if (n >= kV1MaxLength) {
       *length = kV1MaxLength;

@@ -121,9 +121,9 @@ PumpResult TcpSession::pump(Counters& counters, PipePool& pool) {
     return r;
   }
   if (upstream_ready) {
-    err = pump_direction(down_, upstream_.get(), client_.get(), upstream_readable_,
-                         client_writable_, true, pool, counters.bytes_from_upstreams, &src_failed,
-                         &r.more);
+    err =
+        pump_direction(down_, upstream_.get(), client_.get(), upstream_readable_, client_writable_,
+                       true, pool, counters.bytes_from_upstreams, &src_failed, &r.more);
     if (err != 0) {
       r.kind = PumpResult::kFailed;
       r.err = err;

@@ -107,8 +107,8 @@ class TcpSession {
 
  private:
   int pump_direction(Direction& d, int src, int dst, bool& src_readable, bool& dst_writable,
-                     bool dst_ready, PipePool& pool, std::atomic<uint64_t>& bytes,
-                     bool* src_failed, bool* more);
+                     bool dst_ready, PipePool& pool, std::atomic<uint64_t>& bytes, bool* src_failed,
+                     bool* more);
 
   uint64_t id_;
   SessionState state_ = SessionState::kHeader;

@@ -41,7 +41,7 @@ class TcpWorker : public WorkerThread {
   void pump_ready();  // pumps again the sessions that stopped at their budget
   void finish(TcpSession* s, bool reset_client, bool reset_upstream);
   void abandon(TcpSession* s);  // a pending session whose client has gone
-  void reap();  // closes and frees the sessions finished in this batch
+  void reap();                  // closes and frees the sessions finished in this batch
   void report_upstream_failure(TcpSession* s, int err, const std::string& syscall,
                                const SockAddr& source, const SockAddr& target);
   // Ends the sessions whose header, or decision, has not come within the header timeout.

@@ -305,6 +305,50 @@ test('-v 0 logs no connections but a summary of drops; without --allowed-subnets
   );
 });
 
+test('--dynamic-destination alone warns at start; with --dynamic-destination-allow it does not, and a destination outside is refused, logged and counted', async (t) => {
+  requireNamespace();
+  const upstream = await Upstream.start('::');
+  t.after(() => upstream.close());
+  const RISK =
+    /^--dynamic-destination without --allowed-subnets or --dynamic-destination-allow: anyone who reaches the listener can connect from any address to any port of this host$/;
+
+  const open = await startProxy(upstream, ['--dynamic-destination']);
+  t.after(() => open.cmd.stop());
+  const until = open.cmd.lines.findIndex((l) => l.msg === 'listening');
+  const warned = open.cmd.lines.slice(0, until).find((l) => RISK.test(l.msg));
+  assert.ok(warned, JSON.stringify(open.cmd.lines));
+  assert.equal(warned.level, 'WARN');
+  assert.match(String(warned.fix), /--dynamic-destination-allow LIST/);
+  await open.cmd.stop();
+
+  const { cmd, port } = await startProxy(upstream, [
+    '--dynamic-destination',
+    '--dynamic-destination-allow',
+    `127.0.0.1/32:${upstream.port}`,
+    '-v',
+    '1',
+  ]);
+  t.after(() => cmd.stop());
+  assert.equal(
+    cmd.lines.some((l) => RISK.test(l.msg)),
+    false,
+    'no warning with a destination list',
+  );
+  const ok = await roundTrip(port, v1('203.0.113.40', 53001, '127.0.0.1', upstream.port));
+  assert.equal(ok.echoed, 'ping\n');
+  ok.socket.destroy();
+  const refused = await roundTrip(port, v1('203.0.113.41', 53002, '127.0.0.1', upstream.port + 1));
+  assert.equal(refused.echoed, null);
+  const line = await cmd.waitFor((l) => l.reason === 'destinationRefused', 'the refusal');
+  assert.equal(line.level, 'DEBUG');
+  assert.equal(line.msg, 'destination in the PROXY header not in the allowed destinations');
+  const mark = cmd.lines.length;
+  cmd.signal('SIGTERM');
+  const summary = await cmd.msg('connections dropped', mark);
+  assert.deepEqual(summary.rejected, { destinationRefused: 1 });
+  assert.deepEqual(await cmd.exited, { code: 0, signal: null });
+});
+
 test('a port in use: exit 1 with the error logged; a bad flag: exit 2 on stderr', async () => {
   requireNamespace();
   const taken = net.createServer().listen(0, '127.0.0.1');

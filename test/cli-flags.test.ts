@@ -44,6 +44,7 @@ test("defaults are go-mmproxy's", () => {
   assert.equal(f.mark, 0);
   assert.equal(f.verbosity, 0);
   assert.equal(f.dynamicDestination, false);
+  assert.equal(f.dynamicDestinationAllow, undefined);
   assert.equal(f.rejectLocal, false);
   assert.equal(f.metrics, undefined);
   assert.equal(f.setupRoutes, undefined);
@@ -107,6 +108,7 @@ test('one dash or two, a space or =, for every flag', () => {
     'max-connections': '10',
     'max-flows': '20',
     'drain-timeout': '1',
+    'dynamic-destination-allow': '10.0.0.0/8:80',
     metrics: '127.0.0.1:9100',
     'setup-routes': '200',
   };
@@ -125,15 +127,17 @@ test('one dash or two, a space or =, for every flag', () => {
     }
     const v = values[spec.name];
     assert.ok(v, `a test value for ${spec.name}`);
-    const expected = flags([`--${spec.name}`, v]);
-    assert.notDeepEqual(expected, flags([]), spec.name);
+    // A flag that only means something with another one gets that one too.
+    const needs = spec.name === 'dynamic-destination-allow' ? ['--dynamic-destination'] : [];
+    const expected = flags([...needs, `--${spec.name}`, v]);
+    assert.notDeepEqual(expected, flags(needs), spec.name);
     for (const argv of [
       [`-${spec.name}`, v],
       [`-${spec.name}=${v}`],
       [`--${spec.name}=${v}`],
       ...(spec.alias ? [[`--${spec.alias}`, v], [`-${spec.alias}=${v}`]] : []),
     ]) {
-      assert.deepEqual(flags(argv), expected, argv.join(' '));
+      assert.deepEqual(flags([...needs, ...argv]), expected, argv.join(' '));
     }
   }
 });
@@ -169,6 +173,22 @@ test('values convert to the units the library takes', () => {
   assert.equal(flags(['--mark', '1', '--mark', '2']).mark, 2);
   assert.equal(flags(['--reject-local']).rejectLocal, true);
   assert.equal(toProxyOptions(flags(['--reject-local'])).local, 'reject');
+  const dynamic = flags([
+    '--dynamic-destination',
+    '--dynamic-destination-allow',
+    '127.0.0.1/32:10000-20000, [::1]/128:443,10.0.0.0/8',
+  ]);
+  assert.deepEqual(dynamic.dynamicDestinationAllow, [
+    '127.0.0.1/32:10000-20000',
+    '[::1]/128:443',
+    '10.0.0.0/8',
+  ]);
+  assert.deepEqual(toProxyOptions(dynamic).dynamicDestinationAllow, [
+    '127.0.0.1/32:10000-20000',
+    '[::1]/128:443',
+    '10.0.0.0/8',
+  ]);
+  assert.equal('dynamicDestinationAllow' in toProxyOptions(flags([])), false);
 });
 
 test('every flag is read from MMPROXY_* when the command line does not set it', () => {
@@ -185,6 +205,7 @@ test('every flag is read from MMPROXY_* when the command line does not set it', 
     MMPROXY_HEADER_TIMEOUT: '3',
     MMPROXY_WORKERS: '5',
     MMPROXY_DYNAMIC_DESTINATION: 'true',
+    MMPROXY_DYNAMIC_DESTINATION_ALLOW: '10.0.0.0/8,[::1]:443',
     MMPROXY_MAX_CONNECTIONS: '11',
     MMPROXY_MAX_FLOWS: '12',
     MMPROXY_DRAIN_TIMEOUT: '4',
@@ -207,6 +228,7 @@ test('every flag is read from MMPROXY_* when the command line does not set it', 
     headerTimeout: 3000,
     workers: 5,
     dynamicDestination: true,
+    dynamicDestinationAllow: ['10.0.0.0/8', '[::1]:443'],
     maxConnections: 11,
     maxFlows: 12,
     drainTimeout: 4000,
@@ -215,7 +237,8 @@ test('every flag is read from MMPROXY_* when the command line does not set it', 
     setupRoutes: 321,
   });
   // Flags win over the environment.
-  const g = flags(['--mark', '9', '-l', '0.0.0.0:1', '--dynamic-destination=false'], env);
+  const { MMPROXY_DYNAMIC_DESTINATION_ALLOW: _, ...withoutAllow } = env;
+  const g = flags(['--mark', '9', '-l', '0.0.0.0:1', '--dynamic-destination=false'], withoutAllow);
   assert.equal(g.mark, 9);
   assert.equal(g.listen, '0.0.0.0:1');
   assert.equal(g.dynamicDestination, false);
@@ -285,6 +308,16 @@ const BAD: Array<[string[], RegExp]> = [
   [
     ['--dynamic-destination=maybe'],
     /--dynamic-destination must be true or false, e\.g\. --dynamic-destination \(got "maybe"\)/,
+  ],
+  [
+    ['--dynamic-destination', '--dynamic-destination-allow', '10.0.0.0/8,10.0.0.0/8:0'],
+    /--dynamic-destination-allow must be a comma-separated list of subnets with optional ports or port ranges \(entry 1 "10\.0\.0\.0\/8:0": after ":" comes a port from 1 to 65535 or a range such as 10000-20000, not "0"\), e\.g\. --dynamic-destination-allow 127\.0\.0\.1\/32:10000-20000,\[::1\]\/128:443 \(got "10\.0\.0\.0\/8,10\.0\.0\.0\/8:0"\)/,
+  ],
+  [['--dynamic-destination', '--dynamic-destination-allow', '::1:443'], /goes in brackets/],
+  [['--dynamic-destination', '--dynamic-destination-allow='], /entry 0 "": an empty entry/],
+  [
+    ['--dynamic-destination-allow', '10.0.0.0/8'],
+    /--dynamic-destination-allow limits where --dynamic-destination connects, which is off; give both, e\.g\. --dynamic-destination --dynamic-destination-allow 127\.0\.0\.1\/32:10000-20000/,
   ],
   [['--max-connections', '0'], /--max-connections must be an integer of at least 1/],
   [['--max-flows', '-5'], /--max-flows must be an integer of at least 1/],

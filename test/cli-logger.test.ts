@@ -143,6 +143,7 @@ function stats(
       decisionTimeout: 0,
       clientClosed: 0,
       decisionError: 0,
+      destinationRefused: 0,
       ...over.rejected,
     },
   };

@@ -763,11 +763,23 @@ const errors: ErrorCase[] = [
     name: 'v1 UNKNOWN line of 108 bytes',
     bytes: 'PROXY UNKNOWN ' + 'x'.repeat(92) + '\r\n',
     code: 'ERR_PROXY_V1_TOO_LONG',
-    offset: 107,
+    offset: 105,
   },
   {
     name: 'v1 107 bytes and no CRLF yet',
     bytes: 'PROXY UNKNOWN ' + 'x'.repeat(93),
+    code: 'ERR_PROXY_V1_TOO_LONG',
+    offset: 105,
+  },
+  {
+    name: 'v1 106 bytes without a CR: CRLF can no longer fit in 107',
+    bytes: 'PROXY UNKNOWN ' + 'x'.repeat(92),
+    code: 'ERR_PROXY_V1_TOO_LONG',
+    offset: 105,
+  },
+  {
+    name: 'v1 UNKNOWN with a CR at byte 105 and no LF after it',
+    bytes: 'PROXY UNKNOWN ' + 'x'.repeat(91) + '\rx',
     code: 'ERR_PROXY_V1_TOO_LONG',
     offset: 107,
   },
@@ -776,7 +788,14 @@ const errors: ErrorCase[] = [
     bytes:
       'PROXY TCP6 ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255 ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255 65535 65535\r\n',
     code: 'ERR_PROXY_V1_TOO_LONG',
-    offset: 107,
+    offset: 105,
+  },
+  {
+    name: 'v1 TCP6 with long mapped addresses, cut inside a port at 106 bytes',
+    bytes:
+      'PROXY TCP6 ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255 ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255 655',
+    code: 'ERR_PROXY_V1_TOO_LONG',
+    offset: 105,
   },
   // v2 fixed part
   {
@@ -1126,6 +1145,18 @@ test('a v1 line missing its last bytes waits; with a wrong byte it fails at once
   assert.throws(() => decodeHeader(Uint8Array.from(ascii('PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\r'))), {
     code: 'ERR_PROXY_V1_BAD_TERMINATOR',
   });
+});
+
+test('v1 at the 107-byte limit: a line without CR waits at 105 bytes and is refused at 106', () => {
+  const unknown = (n: number, end = '') =>
+    Uint8Array.from(ascii('PROXY UNKNOWN ' + 'x'.repeat(n - 14 - end.length) + end));
+  assert.equal(decodeHeader(unknown(105)), null);
+  assert.throws(() => decodeHeader(unknown(106)), { code: 'ERR_PROXY_V1_TOO_LONG' });
+  assert.throws(() => decodeHeader(unknown(107)), { code: 'ERR_PROXY_V1_TOO_LONG' });
+  // A CR as byte 106 can still be followed by the LF that makes a 107-byte line.
+  assert.equal(decodeHeader(unknown(106, '\r')), null);
+  assert.equal(decodeHeader(unknown(107, '\r\n'))?.length, 107);
+  assert.equal(decodeHeader(unknown(106, '\r\n'))?.length, 106);
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -169,3 +169,28 @@ test(`TypeScript decoder and native framing agree on where ${DIFFERENTIAL_CASES}
   }
   assert.ok(agreedEnds >= DIFFERENTIAL_CASES, `only ${agreedEnds} headers decoded`);
 });
+
+test('at the v1 limit both refuse a line that reached 106 bytes without a CR, and agree on the rest', (t) => {
+  const unknown = (n: number, end = '') =>
+    Buffer.from('PROXY UNKNOWN ' + 'x'.repeat(n - 14 - end.length) + end);
+  const mapped = 'ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255';
+  const tcp6 = Buffer.from(`PROXY TCP6 ${mapped} ${mapped} 65535 65535\r\n`);
+  const cases: Array<[string, Buffer, Decoded['kind'], Native]> = [
+    ['105 bytes, no CR', unknown(105), 'null', { kind: 'needmore' }],
+    ['106 bytes, no CR', unknown(106), 'error', { kind: 'invalid', length: 106 }],
+    ['107 bytes, no CR', unknown(107), 'error', { kind: 'invalid', length: 106 }],
+    ['106 bytes ending in CR', unknown(106, '\r'), 'null', { kind: 'needmore' }],
+    ['107 bytes ending in CRLF', unknown(107, '\r\n'), 'header', { kind: 'complete', length: 107 }],
+    ['107 bytes, CR then no LF', unknown(107, '\rx'), 'error', { kind: 'invalid', length: 107 }],
+    ['TCP6 cut at 105 bytes', tcp6.subarray(0, 105), 'null', { kind: 'needmore' }],
+    ['TCP6 cut at 106 bytes', tcp6.subarray(0, 106), 'error', { kind: 'invalid', length: 106 }],
+  ];
+  const native = frameNative(
+    cases.map(([, bytes]) => bytes),
+    (m) => t.diagnostic(m),
+  );
+  for (const [i, [name, bytes, ts, n]] of cases.entries()) {
+    assert.equal(frameTs(bytes).kind, ts, `${name}: TypeScript`);
+    assert.deepEqual(native[i], n, `${name}: native`);
+  }
+});

@@ -30,6 +30,7 @@ const expectedDefaults: NormalizedOptions = {
   maxConnections: Infinity,
   maxFlows: 65536,
   dynamicDestination: false,
+  dynamicDestinationAllow: null,
   local: 'load-balancer',
   route: null,
   verbosity: 0,
@@ -359,7 +360,7 @@ test('unknown options are named, with a suggestion and the valid names', () => {
   const valid =
     'listen, target4, target6, protocol, allowedSubnets, allowedSubnetsFile, mark, listeners, ' +
     'workers, closeAfter, headerTimeout, drainTimeout, maxConnections, maxFlows, ' +
-    'dynamicDestination, local, route, verbosity';
+    'dynamicDestination, dynamicDestinationAllow, local, route, verbosity';
   assert.throws(() => normalizeOptions({ targt4: '127.0.0.1:443' } as ProxyOptions), {
     name: 'InvalidOptionError',
     option: 'targt4',
@@ -374,6 +375,45 @@ test('unknown options are named, with a suggestion and the valid names', () => {
   });
   assert.throws(() => normalizeOptions({ banana: 1 } as ProxyOptions), {
     message: `unknown option "banana"; valid options are ${valid}`,
+  });
+});
+
+test('dynamicDestinationAllow: entries are normalized; a bad list names the option, the entry and an example', () => {
+  const o = normalizeOptions({
+    dynamicDestination: true,
+    dynamicDestinationAllow: ['127.0.0.1:10000-20000', '[::1]/128:443', '10.1.0.0/8'],
+  });
+  assert.deepEqual(o.dynamicDestinationAllow?.entries, [
+    '127.0.0.1/32:10000-20000',
+    '[::1]/128:443',
+    '10.0.0.0/8',
+  ]);
+  assert.equal(normalizeOptions({ dynamicDestination: true }).dynamicDestinationAllow, null);
+  const expected =
+    'option "dynamicDestinationAllow" must be an array of subnets with optional ports such as ' +
+    '["127.0.0.1/32:10000-20000","[::1]/128:443","10.0.0.0/8"]; got ';
+  const cases: Array<[unknown, string]> = [
+    ['10.0.0.0/8', `${expected}"10.0.0.0/8"`],
+    [[], `${expected}[] (the list is empty, which would refuse every destination)`],
+    [
+      ['10.0.0.0/8', '10.0.0.0/8:99999'],
+      `${expected}["10.0.0.0/8","10.0.0.0/8:99999"] (entry 1 "10.0.0.0/8:99999": after ":" ` +
+        'comes a port from 1 to 65535 or a range such as 10000-20000, not "99999")',
+    ],
+  ];
+  for (const [value, message] of cases) {
+    assert.throws(
+      () => normalizeOptions({ dynamicDestination: true, dynamicDestinationAllow: value as never }),
+      { name: 'InvalidOptionError', option: 'dynamicDestinationAllow', message },
+    );
+  }
+  assert.throws(() => normalizeOptions({ dynamicDestinationAllow: ['10.0.0.0/8'] }), {
+    name: 'InvalidOptionError',
+    option: 'dynamicDestinationAllow',
+    message:
+      'option "dynamicDestinationAllow" limits where dynamicDestination connects, and ' +
+      'dynamicDestination is off; set both, such as { dynamicDestination: true, ' +
+      'dynamicDestinationAllow: ["127.0.0.1/32:10000-20000"] }',
   });
 });
 

@@ -396,6 +396,29 @@ describe('a decision that does not come', () => {
   });
 });
 
+describe('framing at the v1 limit', () => {
+  test('a v1 line of 106 bytes without a CR is refused at once, not at the header timeout', async () => {
+    // The CRLF of a v1 line must end within 107 bytes: after 106 without a CR, it cannot.
+    const { proxy, port } = await startProxy({ headerTimeout: 20_000 });
+    const rejects: RejectInfo[] = [];
+    proxy.on('reject', (r) => rejects.push(r));
+    try {
+      const line = 'PROXY UNKNOWN ' + 'x'.repeat(92);
+      assert.equal(line.length, 106);
+      const socket = await connectAndSend(port, [line]);
+      const started = Date.now();
+      await ending(socket);
+      const took = Date.now() - started;
+      assert.ok(took < 10_000, `closed after ${took} ms: it waited for the header timeout`);
+      assert.equal(rejects[0]?.reason, 'badHeader');
+      assert.equal((rejects[0]?.error as { code?: string }).code, 'ERR_PROXY_V1_TOO_LONG');
+      assert.equal(proxy.stats().rejected.headerTimeout, 0);
+    } finally {
+      await proxy.close();
+    }
+  });
+});
+
 describe('allowlist', () => {
   test('a peer outside it is closed before a byte is read; nothing reaches the upstream', async () => {
     const { proxy, port } = await startProxy({ allowedSubnets: ['192.0.2.0/24'] });
@@ -448,6 +471,46 @@ describe('allowlist', () => {
     } finally {
       await proxy.close();
       await rm(dir, { recursive: true });
+    }
+  });
+});
+
+describe('dynamic destination', () => {
+  test('connects where the header says; dynamicDestinationAllow refuses the rest as destinationRefused', async (t) => {
+    const other = await Upstream.start('127.0.0.1');
+    t.after(() => other.close());
+    const { proxy, port } = await startProxy({
+      // target4 points elsewhere: only the header's destination can bring a connection to `other`.
+      dynamicDestination: true,
+      dynamicDestinationAllow: [`127.0.0.1/32:${other.port}`, `[::1]:${up6.port}`],
+    });
+    const reasons: string[] = [];
+    proxy.on('reject', (r) => reasons.push(`${r.reason}: ${r.error?.message ?? ''}`));
+    try {
+      const a = await roundTrip(port, v2('192.0.2.91', 4101, '127.0.0.1', other.port), other);
+      assert.deepEqual([a.remoteAddress, a.remotePort], ['192.0.2.91', 4101]);
+      const b = await roundTrip(port, v1('2001:db8::91', 4102, '::1', up6.port), up6);
+      assert.deepEqual([b.remoteAddress, b.remotePort], ['2001:db8::91', 4102]);
+      const before = [up4.connections.length, up6.connections.length, other.connections.length];
+      const refused = [
+        v2('192.0.2.92', 4103, '127.0.0.1', up4.port), // a port outside the list
+        v2('192.0.2.93', 4104, '127.0.0.2', other.port), // an address outside it
+        v1('2001:db8::94', 4105, '::1', other.port),
+      ];
+      for (const header of refused) await ending(await connectAndSend(port, [header, 'x']));
+      await sleep(50);
+      assert.deepEqual(
+        [up4.connections.length, up6.connections.length, other.connections.length],
+        before,
+      );
+      assert.equal(proxy.stats().rejected.destinationRefused, 3);
+      assert.deepEqual(reasons, [
+        `destinationRefused: refusing to connect to 127.0.0.1:${up4.port}: not in dynamicDestinationAllow`,
+        `destinationRefused: refusing to connect to 127.0.0.2:${other.port}: not in dynamicDestinationAllow`,
+        `destinationRefused: refusing to connect to [::1]:${other.port}: not in dynamicDestinationAllow`,
+      ]);
+    } finally {
+      await proxy.close();
     }
   });
 });

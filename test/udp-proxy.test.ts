@@ -9,6 +9,7 @@ import { createProxy, type Proxy, type RouteRequest } from '../lib/proxy.js';
 import type { ProxyOptions } from '../lib/options.js';
 import { requireNamespace, sleep, until } from './helpers/net.js';
 import { v1, v2, v2Local } from './helpers/headers.js';
+import { encodeHeader } from '../lib/codec/index.js';
 import { foreignPeer } from './helpers/foreign-peer.js';
 
 requireNamespace();
@@ -220,6 +221,33 @@ describe('flow table', () => {
     }
   });
 
+  test('UNIX_DGRAM is forwarded from the load balancer’s own address, as LOCAL is', async () => {
+    const { proxy, port } = await startProxy();
+    try {
+      const before = up4.seen.length;
+      // A header naming AF_UNIX sockets has no client address to stand for; the load balancer
+      // is on another host: 198.51.100.9, an address this one lacks.
+      const header = encodeHeader(
+        {
+          version: 2,
+          command: 'PROXY',
+          protocol: 'UNIX_DGRAM',
+          source: { address: '/run/client.sock', port: null },
+          destination: { address: '/run/app.sock', port: null },
+          tlvs: [],
+        },
+        { version: 2 },
+      );
+      const datagram = Buffer.concat([Buffer.from(header), Buffer.from('unix')]);
+      const reply = await foreignPeer('udp', '198.51.100.9', port, datagram);
+      assert.equal(reply.toString(), 'unix', JSON.stringify(proxy.stats().rejected));
+      assert.equal(up4.seen[before]?.address, '198.51.100.9');
+      assert.equal(up4.seen[before]?.payload, 'unix');
+    } finally {
+      await proxy.close();
+    }
+  });
+
   test('LOCAL from a load balancer on this host is refused as spoofing', async () => {
     const { proxy, port } = await startProxy();
     const lb = await LoadBalancer.start('127.0.0.9');
@@ -236,6 +264,33 @@ describe('flow table', () => {
         reasons[0]!,
         /^spoofRefused: .*load balancer's address 127\.0\.0\.9 .*\(loopback\)/,
       );
+    } finally {
+      lb.close();
+      await proxy.close();
+    }
+  });
+
+  test('dynamicDestination with dynamicDestinationAllow: a destination outside it is refused as destinationRefused', async () => {
+    const { proxy, port } = await startProxy({
+      target4: '127.0.0.1:9', // never used: every header names its destination
+      dynamicDestination: true,
+      dynamicDestinationAllow: [`127.0.0.1/32:${up4.socket.address().port}`],
+    });
+    const lb = await LoadBalancer.start();
+    const reasons: string[] = [];
+    proxy.on('reject', (r) => reasons.push(`${r.reason}: ${r.error?.message ?? ''}`));
+    try {
+      const before = up4.seen.length;
+      const upPort = up4.socket.address().port;
+      lb.send(port, v2('192.0.2.95', 5600, '127.0.0.1', upPort, 'UDP4'), 'allowed');
+      await until(() => lb.replies.includes('allowed'), 'the reply');
+      assert.deepEqual(up4.seen[before], { address: '192.0.2.95', port: 5600, payload: 'allowed' });
+      lb.send(port, v2('192.0.2.96', 5600, '127.0.0.1', upPort + 1, 'UDP4'), 'refused');
+      await until(() => proxy.stats().rejected.destinationRefused === 1, 'the refusal');
+      assert.deepEqual(reasons, [
+        `destinationRefused: refusing to connect to 127.0.0.1:${upPort + 1}: not in dynamicDestinationAllow`,
+      ]);
+      assert.equal(up4.seen.length, before + 1);
     } finally {
       lb.close();
       await proxy.close();

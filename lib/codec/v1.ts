@@ -20,9 +20,21 @@ export function checkV1Signature(bytes: Uint8Array, n: number): void {
 const v1Addresses = new Uint8Array(32); // source at 0, destination at 16
 let scannedPort = 0;
 
-// Running out of bytes inside the v1 line: wait for more, unless the line already used up its
-// 107 bytes without a CRLF.
-function v1NeedMore(end: number): null {
+// The last place the CR of a 107-byte line can be.
+const V1_LAST_CR = V1_MAX_LENGTH - 2;
+
+// Running out of bytes inside the v1 line: wait for more, unless the CRLF can no longer fit in
+// 107 bytes: the line reached 106 bytes and its last is not a CR, or it used up all 107. Only
+// called before a CRLF was found, so a CR as byte 106 is the one that can still end the line.
+function v1NeedMore(bytes: Uint8Array, end: number): null {
+  if (end > V1_LAST_CR && bytes[V1_LAST_CR] !== CR) {
+    throw fault(
+      'ERR_PROXY_V1_TOO_LONG',
+      `v1 PROXY line has no CRLF within its first ${V1_MAX_LENGTH} bytes: ` +
+        `${describeByte(bytes[V1_LAST_CR])} where its CR must be at the latest`,
+      V1_LAST_CR,
+    );
+  }
   if (end >= V1_MAX_LENGTH) {
     throw fault(
       'ERR_PROXY_V1_TOO_LONG',
@@ -44,19 +56,19 @@ export function decodeV1(bytes: Uint8Array, n: number): DecodeResult | null {
   const c6 = bytes[6]!;
   if (c6 === 0x54) {
     p = expectLiteral(bytes, 7, end, 'CP');
-    if (p < 0) return v1NeedMore(end);
-    if (p === end) return v1NeedMore(end);
+    if (p < 0) return v1NeedMore(bytes, end);
+    if (p === end) return v1NeedMore(bytes, end);
     const f = bytes[p]!;
     if (f === 0x34) family = 4;
     else if (f === 0x36) family = 6;
     else throw badV1Protocol(bytes, p);
     p++;
-    if (p === end) return v1NeedMore(end);
+    if (p === end) return v1NeedMore(bytes, end);
     if (bytes[p] !== SP) throw badV1Protocol(bytes, p);
     p++;
   } else if (c6 === 0x55) {
     p = expectLiteral(bytes, 7, end, 'NKNOWN');
-    if (p < 0) return v1NeedMore(end);
+    if (p < 0) return v1NeedMore(bytes, end);
     return decodeV1Unknown(bytes, p, end);
   } else {
     throw badV1Protocol(bytes, 6);
@@ -69,12 +81,12 @@ export function decodeV1(bytes: Uint8Array, n: number): DecodeResult | null {
   if (dstEnd < 0) return v1AddressResult(bytes, dstEnd, end, 'destination', family);
 
   const srcPortEnd = scanV1Port(bytes, dstEnd + 1, end, SP, 'source');
-  if (srcPortEnd < 0) return v1NeedMore(end);
+  if (srcPortEnd < 0) return v1NeedMore(bytes, end);
   const sourcePort = scannedPort;
   const dstPortEnd = scanV1Port(bytes, srcPortEnd + 1, end, CR, 'destination');
-  if (dstPortEnd < 0) return v1NeedMore(end);
+  if (dstPortEnd < 0) return v1NeedMore(bytes, end);
   const lf = dstPortEnd + 1;
-  if (lf >= end) return v1NeedMore(end);
+  if (lf >= end) return v1NeedMore(bytes, end);
   if (bytes[lf] !== LF) throw badV1Terminator(bytes, lf);
 
   const format = family === 4 ? formatIPv4 : formatIPv6;
@@ -120,10 +132,10 @@ function badV1Terminator(bytes: Uint8Array, at: number): ProxyProtocolError {
 // Choice: after "UNKNOWN", anything up to the first CRLF is ignored, as the spec requires of
 // receivers, so long as the line stays within 107 bytes; the header then carries no addresses.
 function decodeV1Unknown(bytes: Uint8Array, p: number, end: number): DecodeResult | null {
-  if (p === end) return v1NeedMore(end);
+  if (p === end) return v1NeedMore(bytes, end);
   const c = bytes[p];
   if (c === CR) {
-    if (p + 1 === end) return v1NeedMore(end);
+    if (p + 1 === end) return v1NeedMore(bytes, end);
     if (bytes[p + 1] !== LF) throw badV1Terminator(bytes, p + 1);
     return unknownV1(p + 2);
   }
@@ -131,7 +143,7 @@ function decodeV1Unknown(bytes: Uint8Array, p: number, end: number): DecodeResul
   for (let i = p + 1; i + 1 < end; i++) {
     if (bytes[i] === CR && bytes[i + 1] === LF) return unknownV1(i + 2);
   }
-  return v1NeedMore(end);
+  return v1NeedMore(bytes, end);
 }
 
 function unknownV1(length: number): DecodeResult {
@@ -155,7 +167,7 @@ function v1AddressResult(
   which: string,
   family: number,
 ): null {
-  if (result === SCAN_INCOMPLETE) return v1NeedMore(end);
+  if (result === SCAN_INCOMPLETE) return v1NeedMore(bytes, end);
   const at = scanFailedAt();
   const c = bytes[at];
   const why =
