@@ -20,7 +20,7 @@ export type RejectReason =
   | 'routeRejected' // the user's route hook refused it
   | 'maxConnections' // maxConnections live connections already
   | 'decisionTimeout' // no decision within headerTimeout: a route hook that did not answer in time
-  | 'clientClosed' // the client closed or reset the connection while its decision was pending
+  | 'clientClosed' // the client reset the connection while its decision was pending
   | 'decisionError' // deciding threw (a bug, or out of descriptors): only that one is refused
   | 'destinationRefused'; // the header's destination is outside dynamicDestinationAllow
 

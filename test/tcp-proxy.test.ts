@@ -351,7 +351,39 @@ describe('a decision that does not come', () => {
     }
   });
 
-  for (const how of ['FIN', 'reset'] as const) {
+  test('a client that sends its header and its FIN at once still gets the banner of a server that speaks first', async () => {
+    // SMTP, FTP: the application speaks first; the client's half-close is passed on, not taken
+    // for a client that left.
+    const banner = await Upstream.start('127.0.0.1', (socket) => {
+      socket.on('error', () => {});
+      socket.end('220 ready\r\n');
+    });
+    for (const delay of [0, 50]) {
+      const { proxy, port } = await startProxy({
+        workers: 1,
+        target4: banner.endpoint,
+        ...(delay > 0 ? { route: () => sleep(delay).then(() => true) } : {}),
+      });
+      try {
+        const replies = await Promise.all(
+          Array.from({ length: 5 }, async (_, i) => {
+            const socket = net.connect(port, '127.0.0.1');
+            await once(socket, 'connect');
+            const reply = readAll(socket);
+            socket.end(v1('192.0.2.76', 37010 + i));
+            return (await reply).toString();
+          }),
+        );
+        assert.deepEqual(replies, Array(5).fill('220 ready\r\n'), `route delay ${delay} ms`);
+        assert.equal(proxy.stats().rejected.clientClosed, 0);
+      } finally {
+        await proxy.close({ drainTimeout: 0 });
+      }
+    }
+    await banner.close();
+  });
+
+  for (const how of ['reset'] as const) {
     test(`a client that leaves (${how}) while its decision is pending frees its slot at once`, async () => {
       let calls = 0;
       const { proxy, port } = await startProxy({
@@ -364,8 +396,7 @@ describe('a decision that does not come', () => {
         const gone = await connectAndSend(port, [v1('192.0.2.73', 37003)]);
         gone.on('error', () => {});
         await until(() => calls === 1, 'the hook to be asked');
-        if (how === 'FIN') gone.end();
-        else gone.resetAndDestroy();
+        gone.resetAndDestroy();
         await until(() => proxy.stats().active === 0, 'the slot to be released', 1000);
         assert.equal(proxy.stats().rejected.clientClosed, 1);
         // With maxConnections 1 the next connection is served only if the slot came back.
