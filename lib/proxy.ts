@@ -3,7 +3,7 @@
 // It never touches relayed bytes: those stay in the native engine.
 import { EventEmitter } from 'node:events';
 import { isIPv4 } from 'node:net';
-import type { Allowlist } from './allowlist.js';
+import { parseIp, type Allowlist } from './allowlist.js';
 import { systemError, type SystemError } from './errors.js';
 import {
   loadNative,
@@ -21,7 +21,6 @@ import {
   type ProxyOptions,
 } from './options.js';
 import { decodeHeader, type ProxyHeader } from './codec/index.js';
-import { parseIPv4, parseIPv6 } from './codec/ip-address.js';
 import type {
   BoundAddress,
   ConnectionInfo,
@@ -57,11 +56,11 @@ function unmapped(address: string): string {
   return address;
 }
 
+const ipWords = new Uint32Array(4);
+
 /** 4 or 6 for an address the addon can use, 0 for anything else (a zoned IPv6 included). */
 function ipKind(address: unknown): 0 | 4 | 6 {
-  if (typeof address !== 'string') return 0;
-  if (parseIPv4(address) !== null) return 4;
-  return parseIPv6(address) !== null ? 6 : 0;
+  return typeof address === 'string' ? parseIp(address, ipWords) : 0;
 }
 
 /** `192.0.2.1:80`, `[2001:db8::1]:80`. */
@@ -332,12 +331,19 @@ export class Proxy extends EventEmitter<ProxyEvents> {
     return [id, REASON_INDEX.get(reason)!];
   }
 
-  /** Why every address counts as local just now, for a refusal's message; usually ''. */
-  #unreadableNote(): string {
+  /** A spoofRefused decision; says so when this host's addresses could not be read. */
+  #refuseSpoof(
+    id: number,
+    loadBalancer: Endpoint,
+    header: ProxyHeader,
+    message: string,
+  ): NativeDecision {
     const e = this.#hostAddresses.unreadable();
-    return e === null
-      ? ''
-      : `; this host's addresses could not be read (${e.message}), so every address counts as local`;
+    const note =
+      e === null
+        ? ''
+        : `; this host's addresses could not be read (${e.message}), so every address counts as local`;
+    return this.#reject(id, 'spoofRefused', loadBalancer, header, new Error(message + note));
   }
 
   /** One connection's decision; null when an async route hook will answer through `later`. */
@@ -371,15 +377,11 @@ export class Proxy extends EventEmitter<ProxyEvents> {
       client = { address: unmapped(header.source!.address), port: header.source!.port! };
       const refusal = spoofRefusal(client.address, client.port, this.#hostAddresses);
       if (refusal !== null) {
-        return this.#reject(
+        return this.#refuseSpoof(
           id,
-          'spoofRefused',
           loadBalancer,
           header,
-          new Error(
-            `refusing to connect from ${client.address}:${client.port} (${refusal})` +
-              this.#unreadableNote(),
-          ),
+          `refusing to connect from ${client.address}:${client.port} (${refusal})`,
         );
       }
       source = client;
@@ -391,17 +393,13 @@ export class Proxy extends EventEmitter<ProxyEvents> {
       if (o.local === 'reject') return this.#reject(id, 'localRejected', loadBalancer, header);
       const refusal = spoofRefusal(loadBalancer.address, 1, this.#hostAddresses);
       if (refusal !== null) {
-        return this.#reject(
+        return this.#refuseSpoof(
           id,
-          'spoofRefused',
           loadBalancer,
           header,
-          new Error(
-            `refusing to connect from the load balancer's address ${loadBalancer.address} for a ` +
-              `${header.command === 'LOCAL' ? 'LOCAL' : 'UNKNOWN'} header (${refusal}): the ` +
-              'application would see a connection from this host' +
-              this.#unreadableNote(),
-          ),
+          `refusing to connect from the load balancer's address ${loadBalancer.address} for a ` +
+            `${header.command === 'LOCAL' ? 'LOCAL' : 'UNKNOWN'} header (${refusal}): the ` +
+            'application would see a connection from this host',
         );
       }
       source = { address: loadBalancer.address, port: 0 };
