@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { UdpStats } from './proxy-types.js';
 
 /** The version of the JS ↔ native interface this build of lib/ speaks. */
-export const NATIVE_INTERFACE_VERSION = 2;
+export const NATIVE_INTERFACE_VERSION = 3;
 
 export interface ProbeResult {
   ok: boolean;
@@ -78,15 +78,38 @@ export interface NativeStats {
 export type NativeUdpStats = UdpStats;
 
 export interface NativeEngine {
-  /** Opens the listeners and starts the workers; throws an Error with errno/syscall/address/port. */
-  listen(): NativeEndpoint & { family: 'IPv4' | 'IPv6' };
-  decide(decisions: NativeDecisionList): void;
+  /**
+   * Opens the listeners and prepares the workers, which Driver objects then attach, one per
+   * thread: `id` finds this engine, `workers` is how many to attach. Throws an Error with
+   * errno/syscall/address/port.
+   */
+  listen(): NativeEndpoint & { family: 'IPv4' | 'IPv6'; id: number; workers: number };
   setAllowlist(table: Uint8Array | null): void;
   stats(): NativeStats;
-  /** Stops accepting now, drains up to drainMs, joins the workers. */
+  /** Stops accepting now, drains up to drainMs, resolves once every worker has ended. */
   close(drainMs: number): Promise<void>;
   /** Ends a running close()'s drain now. */
   hurry(): void;
+}
+
+/**
+ * Header records and upstream errors of one round of a worker's events. Header record i: its
+ * id, peer port, and its header's offset and length in `bytes` are meta[4i..4i+3]; its peer
+ * address is addresses[i]. Returns the decisions for the records it can decide now.
+ */
+export type NativeRecordsHandler = (
+  meta: Float64Array,
+  addresses: string[],
+  bytes: Buffer,
+  errors: NativeErrorRecord[],
+) => NativeDecisionList | undefined;
+
+/** One engine worker, driven from the event loop of the thread that created this. */
+export interface NativeDriver {
+  /** Decisions that came later (an async route hook). */
+  decide(decisions: NativeDecisionList): void;
+  /** Whether the connection or flow still waits for its decision. */
+  pending(id: number): boolean;
   ref(): void;
   unref(): void;
 }
@@ -115,19 +138,14 @@ export interface NativeAddon {
     mark: number,
     timeoutMs: number,
   ): Promise<ProbeResult>;
-  Engine: new (
-    config: NativeEngineConfig,
-    /**
-     * A batch of header records and upstream errors. Header record i: its id, peer port, and its
-     * header's offset and length in `bytes` are meta[4i..4i+3]; its peer address is addresses[i].
-     */
-    onBatch: (
-      meta: Float64Array,
-      addresses: string[],
-      bytes: Buffer,
-      errors: NativeErrorRecord[],
-    ) => void,
-  ) => NativeEngine;
+  Engine: new (config: NativeEngineConfig) => NativeEngine;
+  /** Attaches worker `index` of the listening engine `engineId` to this thread. */
+  Driver: new (
+    engineId: number,
+    index: number,
+    onRecords: NativeRecordsHandler,
+    onEnd: () => void,
+  ) => NativeDriver;
 }
 
 const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');

@@ -3,6 +3,7 @@
 // shows what it got and gives a valid example.
 import os from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Allowlist, formatV4, formatV6, parseIp } from './allowlist.js';
 import { DESTINATION_EXAMPLE, DestinationAllowlist } from './destination-allow.js';
 import { AllowlistError, InvalidOptionError } from './errors.js';
@@ -63,7 +64,17 @@ export interface ProxyOptions {
   dynamicDestinationAllow?: readonly string[];
   /** LOCAL/UNKNOWN headers: connect from the load balancer's address, or reject them. */
   local?: 'load-balancer' | 'reject';
+  /**
+   * A function run for each connection (or new UDP flow) on the main thread: each decision
+   * then waits for this thread. Prefer routeModule. Excludes routeModule.
+   */
   route?: RouteHook;
+  /**
+   * A path or file URL of an ES module that exports `route` (same contract as the route
+   * option). It is loaded into every relay worker thread and runs there, in the thread that
+   * accepted the connection. Excludes route.
+   */
+  routeModule?: string | URL;
   /** 0, 1 or 2, as go-mmproxy's -v; only the CLI logs. */
   verbosity?: 0 | 1 | 2;
 }
@@ -91,6 +102,8 @@ export interface NormalizedOptions {
   dynamicDestinationAllow: DestinationAllowlist | null;
   local: 'load-balancer' | 'reject';
   route: RouteHook | null;
+  /** The route module as a file URL (href), or null. */
+  routeModule: string | null;
   verbosity: 0 | 1 | 2;
 }
 
@@ -150,6 +163,7 @@ const OPTION_NAMES = [
   'dynamicDestinationAllow',
   'local',
   'route',
+  'routeModule',
   'verbosity',
 ] as const satisfies readonly (keyof ProxyOptions)[];
 
@@ -375,6 +389,29 @@ export function normalizeOptions(input: ProxyOptions = {}): NormalizedOptions {
   if (given('route') && typeof route !== 'function') {
     fail('route', 'a function such as (connection) => decision', route);
   }
+  let routeModule: string | null = null;
+  if (given('routeModule')) {
+    const value = get('routeModule');
+    const expected = 'a path or file URL of an ES module such as "./route.mjs"';
+    if (given('route')) {
+      throw new InvalidOptionError(
+        'routeModule',
+        'options "route" and "routeModule" cannot both be given; use routeModule ' +
+          '("./route.mjs", which exports route) to decide in the relay workers, or route ' +
+          '(a function) to decide on the main thread',
+      );
+    }
+    if (value instanceof URL) {
+      if (value.protocol !== 'file:') fail('routeModule', expected, value.href);
+      routeModule = value.href;
+    } else if (typeof value === 'string' && value !== '' && !value.includes('\0')) {
+      routeModule = value.startsWith('file:')
+        ? new URL(value).href
+        : pathToFileURL(path.resolve(value)).href;
+    } else {
+      fail('routeModule', expected, value);
+    }
+  }
 
   const dynamicDestination = oneOf(
     'dynamicDestination',
@@ -430,6 +467,7 @@ export function normalizeOptions(input: ProxyOptions = {}): NormalizedOptions {
     dynamicDestinationAllow,
     local: oneOf('local', or('local', DEFAULTS.local), ['load-balancer', 'reject'] as const),
     route: route as RouteHook | null,
+    routeModule,
     verbosity: oneOf('verbosity', or('verbosity', DEFAULTS.verbosity), [0, 1, 2] as const),
   };
 }

@@ -1,26 +1,19 @@
-// The Proxy: lifecycle (listen, close with a drain deadline), the per-connection decision that
-// native workers ask for (decode the header, apply policy and the route hook), events and stats.
+// The Proxy: the lifecycle (listen, close with a drain deadline), the relay workers' threads,
+// options, the allowlist, stats and events. Connections are decided in the worker thread that
+// accepted them (lib/relay-worker.ts, lib/decider.ts); this thread hears of them through events.
 // It never touches relayed bytes: those stay in the native engine.
 import { EventEmitter } from 'node:events';
-import { isIPv4 } from 'node:net';
-import { parseIp, type Allowlist } from './allowlist.js';
+import { Worker } from 'node:worker_threads';
+import type { Allowlist } from './allowlist.js';
+import type { DecisionConfig } from './decider.js';
 import { systemError, type SystemError } from './errors.js';
-import {
-  loadNative,
-  NATIVE_REJECT_REASONS,
-  type NativeAddon,
-  type NativeDecision,
-  type NativeEngine,
-  type NativeErrorRecord,
-  type NativeDecisionList,
-} from './native.js';
+import { loadNative, NATIVE_REJECT_REASONS, type NativeAddon, type NativeEngine } from './native.js';
 import {
   loadAllowlist,
   normalizeOptions,
   type NormalizedOptions,
   type ProxyOptions,
 } from './options.js';
-import { decodeHeader, type ProxyHeader } from './codec/index.js';
 import type {
   BoundAddress,
   ConnectionInfo,
@@ -28,49 +21,31 @@ import type {
   ProxyStats,
   RejectInfo,
   RejectReason,
-  RouteHook,
+  RouteRequest,
   RouteResult,
 } from './proxy-types.js';
 export type { RouteHook, RouteRequest, RouteResult } from './proxy-types.js';
-import { HostAddresses } from './host-addresses.js';
-import { spoofRefusal } from './source-policy.js';
-
-const REASON_INDEX = new Map<RejectReason, number>(
-  NATIVE_REJECT_REASONS.map((reason, index) => [reason, index]),
-);
-
-/** The id of an error record that reports a listener's failure (native kListenerFailed). */
-const LISTENER_FAILED = -1;
+import {
+  errorData,
+  errorFromData,
+  INTEREST,
+  INTEREST_SLOTS,
+  type FromWorker,
+  type RelayWorkerData,
+  type ToWorker,
+} from './worker-messages.js';
 
 const PERMISSION_HINT =
   'Connecting from client addresses needs CAP_NET_ADMIN or CAP_NET_RAW: run as root, or grant ' +
   'the capability (systemd: AmbientCapabilities=CAP_NET_ADMIN; or setcap cap_net_admin+ep on the ' +
   'node binary). `mmproxy check` tells what else is missing.';
 
-/** `::ffff:192.0.2.1` → `192.0.2.1`; other addresses unchanged. */
-function unmapped(address: string): string {
-  if (address.length > 7 && address.slice(0, 7).toLowerCase() === '::ffff:') {
-    const v4 = address.slice(7);
-    if (isIPv4(v4)) return v4;
-  }
-  return address;
-}
-
-const ipWords = new Uint32Array(4);
-
-/** 4 or 6 for an address the addon can use, 0 for anything else (a zoned IPv6 included). */
-function ipKind(address: unknown): 0 | 4 | 6 {
-  return typeof address === 'string' ? parseIp(address, ipWords) : 0;
-}
-
-/** `192.0.2.1:80`, `[2001:db8::1]:80`. */
-function endpointText(e: Endpoint): string {
-  return e.address.includes(':') ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`;
-}
-
-function familyOf(address: string): 4 | 6 {
-  return isIPv4(address) ? 4 : 6;
-}
+const WORKER_SCRIPT = new URL('./relay-worker.js', import.meta.url);
+// A relay worker's thread has little to hold: its decisions' garbage. Small heaps keep each
+// thread's memory small.
+const WORKER_LIMITS = { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 64 };
+// After its engine worker ended, how long a thread may take to exit before it is terminated.
+const WORKER_EXIT_GRACE_MS = 2000;
 
 /** Converts an error thrown by the addon (errno, syscall, address, port) to a Node-shaped one. */
 function fromNative(e: unknown, hint?: string): Error {
@@ -104,13 +79,26 @@ export class Proxy extends EventEmitter<ProxyEvents> {
   #address: BoundAddress | null = null;
   #closed: Promise<void> | null = null;
   #starting: Promise<void> | null = null; // listen()'s work, which close() lets finish first
-  readonly #hostAddresses = new HostAddresses();
   #unref = false;
+  #workers: Worker[] = [];
+  #workerExits: Promise<void>[] = [];
+  readonly #dynamicDestinationAllow: readonly string[] | null;
+  // Which events have listeners, read by every worker thread before it builds an event.
+  readonly #interest = new Int32Array(new SharedArrayBuffer(INTEREST_SLOTS * 4));
 
   constructor(options: ProxyOptions = {}) {
     super();
     this.options = normalizeOptions(options);
+    this.#dynamicDestinationAllow = options.dynamicDestinationAllow ?? null;
     this.#addon = loadNative();
+    const track = (event: string | symbol, adding: boolean): void => {
+      if (event !== 'connection' && event !== 'reject' && event !== 'connectionError') return;
+      const on = adding || this.listenerCount(event) > 0;
+      Atomics.store(this.#interest, INTEREST[event], on ? 1 : 0);
+    };
+    const plain = this as EventEmitter;
+    plain.on('newListener', (event: string | symbol) => track(event, true));
+    plain.on('removeListener', (event: string | symbol) => track(event, false));
   }
 
   /** Opens the listeners. Resolves once they accept; rejects with a Node-shaped system error. */
@@ -145,20 +133,17 @@ export class Proxy extends EventEmitter<ProxyEvents> {
         if (this.#allowlistVersion === version) this.#allowlist = loaded;
       }
       const o = this.options;
-      const engine = new this.#addon.Engine(
-        {
-          listen: { address: o.listen.address, port: o.listen.port },
-          listeners: o.listeners,
-          workers: o.workers,
-          // Whole milliseconds for the addon, rounded up: a timeout below 1 ms is not 0.
-          headerTimeoutMs: Math.ceil(o.headerTimeout),
-          maxConnections: Number.isFinite(o.maxConnections) ? o.maxConnections : 0,
-          protocol: o.protocol,
-          closeAfterMs: Math.ceil(o.closeAfter * 1000),
-          maxFlows: o.maxFlows,
-        },
-        (meta, addresses, bytes, errors) => this.#onBatch(meta, addresses, bytes, errors),
-      );
+      const engine = new this.#addon.Engine({
+        listen: { address: o.listen.address, port: o.listen.port },
+        listeners: o.listeners,
+        workers: o.workers,
+        // Whole milliseconds for the addon, rounded up: a timeout below 1 ms is not 0.
+        headerTimeoutMs: Math.ceil(o.headerTimeout),
+        maxConnections: Number.isFinite(o.maxConnections) ? o.maxConnections : 0,
+        protocol: o.protocol,
+        closeAfterMs: Math.ceil(o.closeAfter * 1000),
+        maxFlows: o.maxFlows,
+      });
       engine.setAllowlist(this.#allowlist ? this.#allowlist.compile() : null);
       let bound;
       try {
@@ -173,8 +158,14 @@ export class Proxy extends EventEmitter<ProxyEvents> {
         );
       }
       this.#engine = engine;
-      if (this.#unref) engine.unref();
-      this.#address = bound;
+      try {
+        await this.#startWorkers(bound.id, bound.workers);
+      } catch (e) {
+        await this.#stopWorkers(engine);
+        this.#engine = null;
+        throw e;
+      }
+      this.#address = { address: bound.address, port: bound.port, family: bound.family };
     } catch (e) {
       this.#state = 'closed';
       throw e;
@@ -244,8 +235,7 @@ export class Proxy extends EventEmitter<ProxyEvents> {
     // A listen() still under way (loading the allowlist) finishes first, whether it succeeds.
     const started = this.#starting ? this.#starting.catch(() => {}) : Promise.resolve();
     this.#closed = started.then(async () => {
-      if (this.#engine) await this.#engine.close(Math.ceil(drain));
-      this.#hostAddresses.close();
+      if (this.#engine) await this.#stopWorkers(this.#engine, Math.ceil(drain));
       this.#state = 'closed';
       this.emit('close');
     });
@@ -255,252 +245,183 @@ export class Proxy extends EventEmitter<ProxyEvents> {
   /** Like net.Server: an unref'ed proxy does not keep the event loop alive. */
   unref(): this {
     this.#unref = true;
-    this.#engine?.unref();
+    for (const w of this.#workers) w.unref();
     return this;
   }
 
   ref(): this {
     this.#unref = false;
-    this.#engine?.ref();
+    for (const w of this.#workers) w.ref();
     return this;
   }
 
-  #onBatch(
-    meta: Float64Array,
-    addresses: string[],
-    bytes: Buffer,
-    errors: NativeErrorRecord[],
-  ): void {
-    const engine = this.#engine;
-    if (!engine) return;
-    const decisions: NativeDecisionList = [];
-    const later = (late: NativeDecision): void => engine.decide(late);
-    for (let i = 0; i < addresses.length; i++) {
-      const offset = meta[4 * i + 2]!;
-      const header = bytes.subarray(offset, offset + meta[4 * i + 3]!);
-      const id = meta[4 * i]!;
-      let decision: NativeDecision | null;
-      try {
-        decision = this.#decide(id, addresses[i]!, meta[4 * i + 1]!, header, later);
-      } catch (e) {
-        // A bug, or a resource failure (out of descriptors): this connection only is refused,
-        // and the rest of the batch is still decided.
-        const peer = { address: unmapped(addresses[i]!), port: meta[4 * i + 1]! };
-        decision = this.#reject(id, 'decisionError', peer, undefined, e as Error);
-      }
-      if (decision) for (const field of decision) decisions.push(field);
+  /** Starts one thread per engine worker; resolves once every one has attached its worker. */
+  async #startWorkers(engineId: number, count: number): Promise<void> {
+    const o = this.options;
+    const config: DecisionConfig = {
+      protocol: o.protocol,
+      target4: o.target4,
+      target6: o.target6,
+      mark: o.mark,
+      dynamicDestination: o.dynamicDestination,
+      dynamicDestinationAllow: this.#dynamicDestinationAllow,
+      local: o.local,
+    };
+    const ready: Promise<void>[] = [];
+    for (let index = 0; index < count; index++) {
+      const data: RelayWorkerData = {
+        engineId,
+        index,
+        config,
+        routeModule: o.routeModule,
+        mainRoute: o.route !== null,
+        interest: this.#interest.buffer as SharedArrayBuffer,
+      };
+      const worker = new Worker(WORKER_SCRIPT, {
+        workerData: data,
+        resourceLimits: WORKER_LIMITS,
+        name: `mmproxy-native relay ${index}`,
+      });
+      if (this.#unref) worker.unref();
+      this.#workers.push(worker);
+      let started = false;
+      ready.push(
+        new Promise<void>((resolve, reject) => {
+          let ended = false;
+          let failed = false;
+          worker.on('message', (m: FromWorker) => {
+            if (m.type === 'ready') {
+              started = true;
+              resolve();
+            } else if (m.type === 'failed') {
+              failed = true;
+              reject(this.#startFailure(errorFromData(m.error)));
+            } else if (m.type === 'ended') {
+              ended = true;
+            } else {
+              this.#onWorkerMessage(index, m);
+            }
+          });
+          worker.on('error', (e) => {
+            failed = true;
+            const err = new Error(`relay worker ${index} stopped: ${e.message}`, { cause: e });
+            if (!started) reject(err);
+            else this.emit('error', err);
+          });
+          this.#workerExits.push(
+            new Promise<void>((exited) =>
+              worker.on('exit', (code) => {
+                exited();
+                if (ended || failed || this.#state === 'closing' || this.#state === 'closed') {
+                  if (!started) reject(new Error(`relay worker ${index} exited while starting`));
+                  return;
+                }
+                // A thread that went away while serving: never a proxy that silently stops
+                // accepting on one of its listeners.
+                const err = new Error(`relay worker ${index} exited (code ${code}) while serving`);
+                if (!started) reject(err);
+                else this.emit('error', err);
+              }),
+            ),
+          );
+        }),
+      );
     }
-    if (decisions.length > 0) engine.decide(decisions);
-    for (const [id, errno, syscall, sourceAddress, sourcePort, address, port] of errors) {
-      if (id === LISTENER_FAILED) {
+    const results = await Promise.allSettled(ready);
+    const failure = results.find((r) => r.status === 'rejected');
+    if (failure) throw (failure as PromiseRejectedResult).reason;
+  }
+
+  /** A worker thread could not start: the error names what failed (the route module). */
+  #startFailure(e: Error): Error {
+    const file = this.options.routeModule;
+    if (file === null) return e;
+    const err = new Error(`route module ${file} could not be loaded: ${e.message}`, { cause: e });
+    (err as Error & { code?: string }).code = 'ERR_MMPROXY_ROUTE_MODULE';
+    return err;
+  }
+
+  /** Closes the engine (draining until `drainMs`), then waits for every thread to exit. */
+  async #stopWorkers(engine: NativeEngine, drainMs = 0): Promise<void> {
+    await engine.close(drainMs);
+    const exits = Promise.all(this.#workerExits);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        // A thread that lingers (a timer in a route module, say) after its worker ended.
+        for (const w of this.#workers) void w.terminate();
+        resolve();
+      }, WORKER_EXIT_GRACE_MS);
+    });
+    await Promise.race([exits, late]);
+    clearTimeout(timer);
+    await exits;
+    this.#workers = [];
+    this.#workerExits = [];
+  }
+
+  #onWorkerMessage(index: number, m: FromWorker): void {
+    switch (m.type) {
+      case 'events':
+        for (const e of m.events) {
+          if (e.kind === 'connection') {
+            this.emit('connection', e.info);
+          } else if (e.kind === 'reject') {
+            const info: RejectInfo = e.info;
+            if (e.error) info.error = errorFromData(e.error);
+            this.emit('reject', info);
+          } else {
+            const [id, errno, syscall, sourceAddress, sourcePort, address, port] = e.record;
+            const err = systemError({ errno, syscall, address, port });
+            this.emit('connectionError', err, {
+              id,
+              source: { address: sourceAddress, port: sourcePort },
+              target: { address, port },
+            });
+          }
+        }
+        break;
+      case 'listenerFailed': {
         // A listening socket failed for good (destroyed with `ss -K`, say). The others, if
         // any, keep serving; like net.Server, 'error' without a listener throws.
-        const err = systemError({
-          errno,
-          syscall,
-          address,
-          port,
-          hint: 'this listening socket was destroyed from outside and accepts nothing more',
-        });
-        process.nextTick(() => this.emit('error', err));
-        continue;
+        const [, errno, syscall, , , address, port] = m.record;
+        this.emit(
+          'error',
+          systemError({
+            errno,
+            syscall,
+            address,
+            port,
+            hint: 'this listening socket was destroyed from outside and accepts nothing more',
+          }),
+        );
+        break;
       }
-      if (this.listenerCount('connectionError') === 0) continue;
-      const err = systemError({ errno, syscall, address, port });
-      this.emit('connectionError', err, {
-        id,
-        source: { address: sourceAddress, port: sourcePort },
-        target: { address, port },
-      });
+      case 'route':
+        this.#routeOnMain(index, m.id, m.request);
+        break;
+      default:
+        break;
     }
   }
 
-  #reject(
-    id: number,
-    reason: RejectReason,
-    loadBalancer: Endpoint,
-    header?: ProxyHeader,
-    error?: Error,
-  ): NativeDecision {
-    if (this.listenerCount('reject') > 0) {
-      const info: RejectInfo = { protocol: this.options.protocol, reason, loadBalancer };
-      if (header) info.header = header;
-      if (error) info.error = error;
-      this.emit('reject', info);
-    }
-    return [id, REASON_INDEX.get(reason)!];
-  }
-
-  /** A spoofRefused decision; says so when this host's addresses could not be read. */
-  #refuseSpoof(
-    id: number,
-    loadBalancer: Endpoint,
-    header: ProxyHeader,
-    message: string,
-  ): NativeDecision {
-    const e = this.#hostAddresses.unreadable();
-    const note =
-      e === null
-        ? ''
-        : `; this host's addresses could not be read (${e.message}), so every address counts as local`;
-    return this.#reject(id, 'spoofRefused', loadBalancer, header, new Error(message + note));
-  }
-
-  /** One connection's decision; null when an async route hook will answer through `later`. */
-  #decide(
-    id: number,
-    peerAddress: string,
-    peerPort: number,
-    bytes: Uint8Array,
-    later: (d: NativeDecision) => void,
-  ): NativeDecision | null {
-    const loadBalancer = { address: unmapped(peerAddress), port: peerPort };
-    const udp = this.options.protocol === 'udp';
-    let header: ProxyHeader;
-    try {
-      const decoded = decodeHeader(bytes, { transport: udp ? 'dgram' : 'stream' });
-      if (decoded === null) throw new Error('incomplete PROXY header');
-      header = decoded.header;
-    } catch (e) {
-      return this.#reject(id, 'badHeader', loadBalancer, undefined, e as Error);
-    }
-    const o = this.options;
-    const hasClient =
-      header.command === 'PROXY' &&
-      (udp
-        ? header.protocol === 'UDP4' || header.protocol === 'UDP6'
-        : header.protocol === 'TCP4' || header.protocol === 'TCP6') &&
-      header.source?.port != null;
-    let client: Endpoint | null = null;
-    let source: Endpoint;
-    if (hasClient) {
-      client = { address: unmapped(header.source!.address), port: header.source!.port! };
-      const refusal = spoofRefusal(client.address, client.port, this.#hostAddresses);
-      if (refusal !== null) {
-        return this.#refuseSpoof(
-          id,
-          loadBalancer,
-          header,
-          `refusing to connect from ${client.address}:${client.port} (${refusal})`,
-        );
-      }
-      source = client;
-    } else {
-      // LOCAL, UNKNOWN: no client to stand for. Connect from the load balancer's own address,
-      // never from ours: the application must not mistake it for a local connection. So a load
-      // balancer on this host (loopback or one of its addresses) is refused the same way a
-      // header naming such a source is; v1 UNKNOWN may carry a real client's bytes.
-      if (o.local === 'reject') return this.#reject(id, 'localRejected', loadBalancer, header);
-      const refusal = spoofRefusal(loadBalancer.address, 1, this.#hostAddresses);
-      if (refusal !== null) {
-        return this.#refuseSpoof(
-          id,
-          loadBalancer,
-          header,
-          `refusing to connect from the load balancer's address ${loadBalancer.address} for a ` +
-            `${header.command === 'LOCAL' ? 'LOCAL' : 'UNKNOWN'} header (${refusal}): the ` +
-            'application would see a connection from this host',
-        );
-      }
-      source = { address: loadBalancer.address, port: 0 };
-    }
-    const family = familyOf(source.address);
-    let target: Endpoint;
-    if (o.dynamicDestination && hasClient && header.destination?.port != null) {
-      target = { address: unmapped(header.destination.address), port: header.destination.port };
-      if (familyOf(target.address) !== family) {
-        return this.#reject(
-          id,
-          'badHeader',
-          loadBalancer,
-          header,
-          new Error(
-            `source ${source.address} and destination ${target.address} are of different families`,
-          ),
-        );
-      }
-      const allowed = o.dynamicDestinationAllow;
-      if (allowed && !allowed.contains(target.address, target.port)) {
-        return this.#reject(
-          id,
-          'destinationRefused',
-          loadBalancer,
-          header,
-          new Error(
-            `refusing to connect to ${endpointText(target)}: not in dynamicDestinationAllow`,
-          ),
-        );
-      }
-    } else {
-      const t = family === 4 ? o.target4 : o.target6;
-      target = { address: t.address, port: t.port };
-    }
-    const admit = (t: Endpoint): NativeDecision => {
-      // A route hook's answer is checked here with the addon's own rules (inet_pton: no zone
-      // index, no leading zeros), so that one bad answer refuses one connection with its reason.
-      const kind = ipKind(t.address);
-      const problem =
-        kind === 0
-          ? `${String(t.address)}, not an IP address`
-          : kind !== family
-            ? `${t.address}, not of the source's family`
-            : !Number.isInteger(t.port) || t.port < 1 || t.port > 65535
-              ? `port ${String(t.port)}, not an integer from 1 to 65535`
-              : null;
-      if (problem !== null) {
-        return this.#reject(
-          id,
-          'routeRejected',
-          loadBalancer,
-          header,
-          new Error(`route hook chose ${problem}`),
-        );
-      }
-      if (this.listenerCount('connection') > 0) {
-        this.emit('connection', {
-          id,
-          protocol: o.protocol,
-          loadBalancer,
-          client,
-          source,
-          target: t,
-          header,
-        });
-      }
-      return [id, -1, source.address, source.port, t.address, t.port, o.mark];
-    };
-    const route = o.route ?? undefined;
-    if (!route) return admit(target);
-    const settle = (r: RouteResult): NativeDecision => {
-      if (r === false || r === null) return this.#reject(id, 'routeRejected', loadBalancer, header);
-      if (r === undefined || r === true) return admit(target);
-      const address = typeof r.address === 'string' ? unmapped(r.address) : r.address;
-      return admit({ address, port: r.port });
-    };
-    const fail = (e: unknown): NativeDecision =>
-      this.#reject(id, 'routeRejected', loadBalancer, header, e as Error);
-    // An answer of the wrong shape (not an object with address and port) refuses the connection.
-    const settleOrFail = (r: RouteResult): NativeDecision => {
+  /** The slower path: a route function given to createProxy runs here, asked by a worker. */
+  #routeOnMain(index: number, id: number, request: RouteRequest): void {
+    const worker = this.#workers[index];
+    const route = this.options.route;
+    if (!worker || !route) return;
+    const reply = (m: ToWorker): void => {
       try {
-        return settle(r);
+        worker.postMessage(m);
       } catch (e) {
-        return fail(e);
+        // An answer that cannot be passed (a function in it, say) refuses the connection.
+        worker.postMessage({ type: 'routeFailed', id, error: errorData(e) });
       }
     };
-    let result: RouteResult | Promise<RouteResult>;
-    try {
-      result = route({ protocol: o.protocol, header, loadBalancer, client, source, target });
-    } catch (e) {
-      return fail(e);
-    }
-    if (result && typeof (result as Promise<RouteResult>).then === 'function') {
-      (result as Promise<RouteResult>).then(
-        (r) => later(settleOrFail(r)),
-        (e: unknown) => later(fail(e)),
-      );
-      return null;
-    }
-    return settleOrFail(result as RouteResult);
+    new Promise<RouteResult>((resolve) => resolve(route(request))).then(
+      (result) => reply({ type: 'routed', id, result }),
+      (e: unknown) => reply({ type: 'routeFailed', id, error: errorData(e) }),
+    );
   }
 }
 

@@ -13,7 +13,7 @@ namespace mmproxy {
 
 namespace {
 
-constexpr int kInterfaceVersion = 2;
+constexpr int kInterfaceVersion = 3;
 
 Napi::Value ProbeTransparent(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -85,6 +85,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("localTable", Napi::Function::New(env, ReadLocalTable, "localTable"));
   exports.Set("LocalTableWatch", LocalTableWatchWrap::Define(env));
   init_engine(env, exports);
+  init_driver(env, exports);
   init_connect_check(env, exports);
   return exports;
 }

@@ -1,4 +1,4 @@
-// The N-API surface: the Engine class and connectFrom(). Only binding files include <napi.h>.
+// The N-API surface: the Engine and Driver classes and connectFrom(). Only binding files include <napi.h>.
 // JavaScript thread only, except where a comment says otherwise.
 #pragma once
 
@@ -19,6 +19,7 @@ bool endpoint_from_js(Napi::Env env, Napi::Value v, const char* what, SockAddr* 
 Napi::Object endpoint_to_js(Napi::Env env, const SockAddr& a);
 
 void init_engine(Napi::Env env, Napi::Object exports);
+void init_driver(Napi::Env env, Napi::Object exports);
 void init_connect_check(Napi::Env env, Napi::Object exports);
 
 }  // namespace mmproxy

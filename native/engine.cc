@@ -4,6 +4,8 @@
 
 #include <time.h>
 
+#include <unordered_map>
+
 #include "tcp_worker.h"
 #include "udp_worker.h"
 
@@ -21,29 +23,30 @@ int64_t monotonic_us() {
   return int64_t(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
 }
 
-bool Outbox::push(HeaderRecord&& r) {
-  std::lock_guard<std::mutex> lock(mu_);
-  const bool first = batch_.empty();
-  batch_.headers.push_back(std::move(r));
-  return first;
+namespace {
+
+std::mutex registry_mu;
+std::unordered_map<uint32_t, std::weak_ptr<Engine>> registry;
+uint32_t registry_next = 1;
+
+}  // namespace
+
+uint32_t register_engine(std::shared_ptr<Engine> engine) {
+  std::lock_guard<std::mutex> lock(registry_mu);
+  const uint32_t id = registry_next++;
+  registry.emplace(id, engine);
+  return id;
 }
 
-bool Outbox::push(ErrorRecord&& r) {
-  std::lock_guard<std::mutex> lock(mu_);
-  const bool first = batch_.empty();
-  batch_.errors.push_back(std::move(r));
-  return first;
+std::shared_ptr<Engine> find_engine(uint32_t id) {
+  std::lock_guard<std::mutex> lock(registry_mu);
+  auto it = registry.find(id);
+  return it == registry.end() ? nullptr : it->second.lock();
 }
 
-void Outbox::notify() {
-  if (notify_) notify_();
-}
-
-Outbox::Batch Outbox::take() {
-  Batch out;
-  std::lock_guard<std::mutex> lock(mu_);
-  std::swap(out, batch_);
-  return out;
+void unregister_engine(uint32_t id) {
+  std::lock_guard<std::mutex> lock(registry_mu);
+  registry.erase(id);
 }
 
 Engine::Engine(const EngineConfig& config) : config_(config) {}
@@ -84,29 +87,32 @@ int Engine::listen(SocketError* err) {
       w = std::make_unique<TcpWorker>(*this, i);
     }
     if (w->start(err) != 0) {
-      close(0);
+      workers_.clear();
       listeners_.clear();
       return -err->err;
     }
     workers_.push_back(std::move(w));
   }
+  std::lock_guard<std::mutex> lock(states_mu_);
+  states_.assign(workers_.size(), WorkerState::kWaiting);
   return 0;
 }
 
-void Engine::decide(std::vector<Decision>&& decisions) {
-  std::lock_guard<std::mutex> lock(workers_mu_);
-  if (workers_.empty()) return;
-  if (workers_.size() == 1) {
-    workers_[0]->post(std::move(decisions));
-    return;
+WorkerThread* Engine::attach(int index) {
+  std::lock_guard<std::mutex> lock(states_mu_);
+  if (closing_ || index < 0 || size_t(index) >= states_.size() ||
+      states_[size_t(index)] != WorkerState::kWaiting)
+    return nullptr;
+  states_[size_t(index)] = WorkerState::kAttached;
+  return workers_[size_t(index)].get();
+}
+
+void Engine::ended(int index) {
+  {
+    std::lock_guard<std::mutex> lock(states_mu_);
+    states_[size_t(index)] = WorkerState::kEnded;
   }
-  std::vector<std::vector<Decision>> per_worker(workers_.size());
-  for (Decision& d : decisions) {
-    size_t w = size_t(d.id >> 40);
-    if (w < per_worker.size()) per_worker[w].push_back(std::move(d));
-  }
-  for (size_t w = 0; w < per_worker.size(); w++)
-    if (!per_worker[w].empty()) workers_[w]->post(std::move(per_worker[w]));
+  states_cv_.notify_all();
 }
 
 void Engine::set_allowlist(std::shared_ptr<const AllowTable> table) {
@@ -146,8 +152,7 @@ void add_counters(Counters* out, const Counters& c) {
 }  // namespace
 
 void Engine::stats(Counters* out) const {
-  std::lock_guard<std::mutex> lock(workers_mu_);
-  add_counters(out, final_counters_);
+  // workers_ does not change after listen(), and the counters are atomics.
   for (const auto& w : workers_) add_counters(out, w->counters());
 }
 
@@ -172,6 +177,23 @@ void Engine::close(int64_t drain_deadline_ms) {
   std::lock_guard<std::mutex> lock(close_mu_);
   if (closed_) return;
   closed_ = true;
+  int waiting = 0;
+  {
+    // A worker nobody attached ends now: no thread will ever run its loop.
+    std::lock_guard<std::mutex> states(states_mu_);
+    closing_ = true;
+    for (size_t i = 0; i < states_.size(); i++) {
+      if (states_[i] == WorkerState::kWaiting) {
+        states_[i] = WorkerState::kEnded;
+        workers_[i]->release();
+        waiting++;
+      }
+    }
+  }
+  {
+    std::lock_guard<std::mutex> acks(acks_mu_);
+    acks_ += waiting;
+  }
   for (auto& w : workers_) w->begin_close(drain_deadline_ms);
   {
     // The listeners may be closed only once no worker can touch them any more.
@@ -179,16 +201,15 @@ void Engine::close(int64_t drain_deadline_ms) {
     acks_cv_.wait(acks, [&] { return acks_ >= int(workers_.size()); });
   }
   listeners_.clear();
-  for (auto& w : workers_) w->join();
-  // The workers are done: keep their counters and free their epoll sets and wake fds now,
-  // so that a closed proxy holds no descriptor even before it is garbage collected.
-  std::lock_guard<std::mutex> workers_lock(workers_mu_);
-  for (auto& w : workers_) add_counters(&final_counters_, w->counters());
-  workers_.clear();
+  std::unique_lock<std::mutex> states(states_mu_);
+  states_cv_.wait(states, [&] {
+    for (WorkerState s : states_)
+      if (s != WorkerState::kEnded) return false;
+    return true;
+  });
 }
 
 void Engine::hurry() {
-  std::lock_guard<std::mutex> lock(workers_mu_);
   for (auto& w : workers_) w->begin_close(monotonic_ms());
 }
 

@@ -1,5 +1,5 @@
-// Engine: the TCP proxy's native half — listeners, worker threads, the hand-off of headers to
-// JavaScript and of decisions back, and the counters. Plain C++; the N-API binding lives in
+// Engine: the proxy's native half — listeners, the relay workers that JavaScript threads drive,
+// the allowlist they check, and the counters. Plain C++; the N-API binding lives in
 // engine_binding.cc. Each member function says which thread may call it.
 #pragma once
 
@@ -63,10 +63,8 @@ struct Decision {
   uint32_t mark = 0;
 };
 
-// Records waiting for JavaScript. The worker whose push finds the batch empty owes one `notify`,
-// which it makes at the end of its round of events; records other workers add meanwhile ride
-// along (they wait at most for the rest of that round). So there is at most one pending call into
-// JavaScript per batch. Any thread.
+// The records a worker hands to the decision code during one round of its events. Only the
+// worker's attached thread uses it.
 class Outbox {
  public:
   struct Batch {
@@ -74,68 +72,76 @@ class Outbox {
     std::vector<ErrorRecord> errors;
     bool empty() const { return headers.empty() && errors.empty(); }
   };
-  void set_notify(std::function<void()> notify) { notify_ = std::move(notify); }
-  // Any thread: add a record. True when the batch was empty before: the caller then owes one
-  // notify(), which it may hold back until the end of its round of events so that JavaScript is
-  // woken once for all the records of the round, not once per record.
-  bool push(HeaderRecord&& r);
-  bool push(ErrorRecord&& r);
-  void notify();
-  Batch take();
+  void push(HeaderRecord&& r) { batch_.headers.push_back(std::move(r)); }
+  void push(ErrorRecord&& r) { batch_.errors.push_back(std::move(r)); }
+  bool empty() const { return batch_.empty(); }
+  Batch take() {
+    Batch out;
+    std::swap(out, batch_);
+    return out;
+  }
 
  private:
-  std::mutex mu_;
   Batch batch_;
-  std::function<void()> notify_;
 };
 
 class Engine {
  public:
   explicit Engine(const EngineConfig& config);
-  ~Engine();  // stops and joins the workers if close() was not called
+  ~Engine();
 
-  // JS thread: opens the listeners and starts the workers; returns 0 or -errno with err filled.
-  // Returns only once every worker thread runs.
+  // JS thread: opens the listeners and prepares the workers, which JavaScript threads then
+  // attach (attach()); returns 0 or -errno with err filled.
   int listen(SocketError* err);
-  // The first listener's bound address (JS thread, after listen()).
-  // Any thread after listen() returned.
+  // The first listener's bound address. Any thread after listen() returned.
   const SockAddr& local_address() const { return local_address_; }
+  // How many workers listen() prepared (UDP: no more than listeners).
+  int worker_count() const { return int(workers_.size()); }
 
-  // JS thread: hand decisions to their workers (one wake-up per worker per call).
-  void decide(std::vector<Decision>&& decisions);
+  // Any thread: worker `index` for the calling thread to drive, or null when it does not exist,
+  // is already attached, or the engine is closing. The caller drives it until round() returns
+  // false, then calls ended(index).
+  WorkerThread* attach(int index);
+  // The attached thread: its worker has ended (after release()).
+  void ended(int index);
+
   // JS thread: swap the allowlist atomically; null allows everyone.
   void set_allowlist(std::shared_ptr<const AllowTable> table);
   std::shared_ptr<const AllowTable> allowlist() const;
   // Any thread: the counters of every worker, summed.
   void stats(Counters* out) const;
 
-  // Blocking (never on the JS thread): stop accepting at once, let live connections finish
-  // until drain_deadline_ms (CLOCK_MONOTONIC milliseconds), end the rest, join every worker.
+  // Blocking (never on a thread that drives a worker): stop accepting at once, let live
+  // connections finish until drain_deadline_ms (CLOCK_MONOTONIC milliseconds), end the rest,
+  // and wait until every attached worker has ended. Workers never attached end at once.
   // Idempotent.
   void close(int64_t drain_deadline_ms);
   // Any thread: bring a running close() deadline forward to now.
   void hurry();
 
-  Outbox& outbox() { return outbox_; }
   const EngineConfig& config() const { return config_; }
   const std::vector<UniqueFd>& listeners() const { return listeners_; }
   std::atomic<int64_t>& live_connections() { return live_; }
-  // Worker thread: a worker has removed the listeners from its epoll set.
+  // Attached thread: a worker has removed the listeners from its epoll set.
   void ack_stop_accepting();
-  // Worker thread: listener `index` failed for good (accept() or recvmmsg() on it fails at once
-  // and always, as after `ss -K` destroyed it). True for the first report of that listener: the
-  // caller then hands JavaScript one ErrorRecord with id kListenerFailed.
+  // Attached thread: listener `index` failed for good (accept() or recvmmsg() on it fails at
+  // once and always, as after `ss -K` destroyed it). True for the first report of that listener:
+  // the caller then hands JavaScript one ErrorRecord with id kListenerFailed.
   bool claim_listener_failure(int index);
 
  private:
+  enum class WorkerState : uint8_t { kWaiting, kAttached, kEnded };
+
   EngineConfig config_;
   std::vector<UniqueFd> listeners_;
   SockAddr local_address_;
-  // Guarded by workers_mu_ once close() may run: it frees the workers after joining them.
+  // Created by listen() and kept until the engine is destroyed: the threads that drive them
+  // hold the engine (a shared_ptr) until they let go of their worker.
   std::vector<std::unique_ptr<WorkerThread>> workers_;
-  mutable std::mutex workers_mu_;
-  Counters final_counters_;  // the workers' counters, kept when close() frees them
-  Outbox outbox_;
+  std::vector<WorkerState> states_;  // guarded by states_mu_
+  std::mutex states_mu_;
+  std::condition_variable states_cv_;  // a worker ended
+  bool closing_ = false;               // guarded by states_mu_: attach() refuses from now on
   std::shared_ptr<const AllowTable> allow_;  // accessed with std::atomic_load/atomic_store
   std::atomic<int64_t> live_{0};
   std::mutex close_mu_;
@@ -146,6 +152,12 @@ class Engine {
   int acks_ = 0;
   bool closed_ = false;
 };
+
+// The engines that are listening, by id, so that a worker's JavaScript thread can find the one
+// it drives. Any thread.
+uint32_t register_engine(std::shared_ptr<Engine> engine);
+std::shared_ptr<Engine> find_engine(uint32_t id);
+void unregister_engine(uint32_t id);
 
 int64_t monotonic_ms();
 int64_t monotonic_us();

@@ -1,4 +1,4 @@
-// TcpWorker: a relay thread for TCP. Worker thread unless tcp_worker.h says otherwise.
+// TcpWorker: a relay worker for TCP. Attached thread unless tcp_worker.h says otherwise.
 #include "tcp_worker.h"
 
 #include <netinet/in.h>
@@ -70,58 +70,80 @@ uint64_t TcpWorker::next_id() {
   return (uint64_t(index_) << 40) | (++seq_ & ((uint64_t(1) << 40) - 1));
 }
 
-void TcpWorker::run() {
-  epoll_event events[kMaxEvents];
-  for (;;) {
-    int64_t now = monotonic_ms();
-    if (closing_) {
-      if (sessions_.empty()) break;
-      if (now >= deadline_ms_) {
-        for (auto& [id, s] : sessions_) finish(s.get(), true, true);
-        break;
-      }
+bool TcpWorker::round() {
+  if (ended_) return false;
+  int64_t now = monotonic_ms();
+  if (closing_) {
+    if (sessions_.empty()) return end();
+    if (now >= deadline_ms_) {
+      for (auto& [id, s] : sessions_) finish(s.get(), true, true);
+      return end();
     }
-    if (accepting_ && accept_paused_until_ms_ != 0 && now >= accept_paused_until_ms_) {
-      accept_paused_until_ms_ = 0;
-      const auto& listeners = engine_.listeners();
-      for (size_t i = 0; i < listeners.size(); i++) {
-        if (i < dead_listeners_.size() && dead_listeners_[i]) continue;
-        watch(listeners[i].get(), EPOLLIN | EPOLLEXCLUSIVE, &listener_tags_[i]);
-      }
-    }
-    // Sessions with work left only look for new events in passing: they are pumped again below.
-    int n = epoll_wait(epoll_.get(), events, kMaxEvents, ready_.empty() ? epoll_timeout(now) : 0);
-    for (int i = 0; i < n; i++) {
-      auto* tag = static_cast<EpollTag*>(events[i].data.ptr);
-      switch (tag->kind) {
-        case EpollTag::kWake:
-          handle_inbox();
-          break;
-        case EpollTag::kFlow:
-          break;
-        case EpollTag::kListener:
-          if (accepting_ && accept_paused_until_ms_ == 0) accept_from(tag->index);
-          break;
-        case EpollTag::kClient:
-          on_session_event(static_cast<TcpSession*>(tag->object), false, events[i].events);
-          break;
-        case EpollTag::kUpstream:
-          on_session_event(static_cast<TcpSession*>(tag->object), true, events[i].events);
-          break;
-      }
-    }
-    // After every event of the round: a busy stream waits behind the others, not before them.
-    pump_ready();
-    expire_headers(monotonic_ms());
-    // Closed sessions are freed only now, after the whole batch: a later event of the same batch
-    // may still point at them, and closing after the batch keeps close() off the request path.
-    reap();
-    flush_hand_offs();
   }
+  if (accepting_ && accept_paused_until_ms_ != 0 && now >= accept_paused_until_ms_) {
+    accept_paused_until_ms_ = 0;
+    const auto& listeners = engine_.listeners();
+    for (size_t i = 0; i < listeners.size(); i++) {
+      if (i < dead_listeners_.size() && dead_listeners_[i]) continue;
+      watch(listeners[i].get(), EPOLLIN | EPOLLEXCLUSIVE, &listener_tags_[i]);
+    }
+  }
+  epoll_event events[kMaxEvents];
+  int n = epoll_wait(epoll_.get(), events, kMaxEvents, 0);
+  for (int i = 0; i < n; i++) {
+    auto* tag = static_cast<EpollTag*>(events[i].data.ptr);
+    switch (tag->kind) {
+      case EpollTag::kWake:
+        handle_wake();
+        break;
+      case EpollTag::kFlow:
+        break;
+      case EpollTag::kListener:
+        if (accepting_ && accept_paused_until_ms_ == 0) accept_from(tag->index);
+        break;
+      case EpollTag::kClient:
+        on_session_event(static_cast<TcpSession*>(tag->object), false, events[i].events);
+        break;
+      case EpollTag::kUpstream:
+        on_session_event(static_cast<TcpSession*>(tag->object), true, events[i].events);
+        break;
+    }
+  }
+  // After every event of the round: a busy stream waits behind the others, not before them.
+  pump_ready();
+  expire_headers(monotonic_ms());
+  // Closed sessions are freed only now, after the whole batch: a later event of the same batch
+  // may still point at them, and closing after the batch keeps close() off the request path.
   reap();
-  flush_hand_offs();
+  return true;
+}
+
+bool TcpWorker::end() {
+  reap();
   sessions_.clear();
   pipes_.clear();
+  ended_ = true;
+  return false;
+}
+
+int TcpWorker::next_wait_ms() const {
+  if (ended_) return -1;
+  if (!ready_.empty() || (closing_ && sessions_.empty())) return 0;
+  return epoll_timeout(monotonic_ms());
+}
+
+void TcpWorker::apply(const std::vector<Decision>& decisions) {
+  if (ended_) return;
+  for (const Decision& d : decisions) {
+    auto it = sessions_.find(d.id);
+    if (it != sessions_.end()) admit(it->second.get(), d);
+  }
+  reap();
+}
+
+bool TcpWorker::pending(uint64_t id) const {
+  auto it = sessions_.find(id);
+  return it != sessions_.end() && it->second->state() == SessionState::kPending;
 }
 
 void TcpWorker::reap() {
@@ -148,22 +170,15 @@ int TcpWorker::epoll_timeout(int64_t now) const {
   return wait > 60000 ? 60000 : int(wait) + 1;
 }
 
-void TcpWorker::handle_inbox() {
-  std::vector<Decision> batch;
-  int64_t deadline;
-  take_inbox(&batch, &deadline);
-  if (deadline >= 0) {
-    if (!closing_) {
-      closing_ = true;
-      stop_accepting();
-      deadline_ms_ = deadline;
-    } else if (deadline < deadline_ms_) {
-      deadline_ms_ = deadline;
-    }
-  }
-  for (const Decision& d : batch) {
-    auto it = sessions_.find(d.id);
-    if (it != sessions_.end()) admit(it->second.get(), d);
+void TcpWorker::handle_wake() {
+  const int64_t deadline = take_wake();
+  if (deadline < 0) return;
+  if (!closing_) {
+    closing_ = true;
+    stop_accepting();
+    deadline_ms_ = deadline;
+  } else if (deadline < deadline_ms_) {
+    deadline_ms_ = deadline;
   }
 }
 

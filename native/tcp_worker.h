@@ -1,6 +1,6 @@
-// TcpWorker: a relay thread for TCP. It accepts from the shared listeners, frames headers,
-// opens upstream sockets on JavaScript's decision and runs the splice relay of the sessions it
-// owns. Other threads reach it only through WorkerThread's inbox. Worker thread unless noted.
+// TcpWorker: a relay worker for TCP. It accepts from the shared listeners, frames headers,
+// opens upstream sockets on the decision code's answer and runs the splice relay of the
+// sessions it owns. Other threads reach it only through begin_close(). Attached thread.
 #pragma once
 
 #include <sys/epoll.h>
@@ -9,8 +9,6 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
-#include <mutex>
-#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -26,11 +24,15 @@ namespace mmproxy {
 class TcpWorker : public WorkerThread {
  public:
   TcpWorker(Engine& engine, int index) : WorkerThread(engine, index) {}
+  bool round() override;
+  int next_wait_ms() const override;
+  void apply(const std::vector<Decision>& decisions) override;
+  bool pending(uint64_t id) const override;
 
  private:
-  int setup(SocketError* err) override;  // JS thread
-  void run() override;
-  void handle_inbox();
+  int setup(SocketError* err) override;
+  bool end();  // frees what is left; round()'s false
+  void handle_wake();
   void stop_accepting();
   void accept_from(int listener_index);
   // peer_closed: the client has sent its FIN, so an incomplete header will stay incomplete.
@@ -53,6 +55,7 @@ class TcpWorker : public WorkerThread {
   std::vector<bool> dead_listeners_;  // listeners whose accept() failed for good
   bool accepting_ = true;
   bool closing_ = false;
+  bool ended_ = false;
   int64_t deadline_ms_ = 0;
   int64_t accept_paused_until_ms_ = 0;
   uint64_t seq_ = 0;

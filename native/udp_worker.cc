@@ -1,4 +1,4 @@
-// UdpWorker: a relay thread for UDP. Worker thread unless udp_worker.h says otherwise.
+// UdpWorker: a relay worker for UDP. Attached thread unless udp_worker.h says otherwise.
 #include "udp_worker.h"
 
 #include <netinet/in.h>
@@ -128,37 +128,58 @@ int UdpWorker::setup(SocketError* err) {
   return 0;
 }
 
-void UdpWorker::run() {
-  epoll_event events[kMaxEvents];
-  while (!closing_) {
-    int n = epoll_wait(epoll_.get(), events, kMaxEvents, epoll_timeout(monotonic_ms()));
-    now_ms_ = monotonic_ms();
-    event_round_++;
-    // With more sockets ready than one epoll_wait returns, epoll takes turns and a busy flow is
-    // not reported in consecutive rounds: read every flow in batches then.
-    crowded_round_ = n == kMaxEvents;
-    for (int i = 0; i < n && !closing_; i++) {
-      auto* tag = static_cast<EpollTag*>(events[i].data.ptr);
-      switch (tag->kind) {
-        case EpollTag::kWake:
-          handle_inbox();
-          break;
-        case EpollTag::kListener:
-          if (reading_) read_listener(tag->index);
-          break;
-        case EpollTag::kFlow:
-          read_flow(static_cast<UdpFlow*>(tag->object));
-          break;
-        default:
-          break;
-      }
-    }
-    flush_replies();
-    expire(now_ms_);
-    flush_hand_offs();
+bool UdpWorker::round() {
+  if (ended_) return false;
+  if (closing_) {
+    // A datagram proxy has nothing to drain: flows end with the proxy.
+    while (UdpFlow* f = flows_.oldest()) close_flow(f);
+    ended_ = true;
+    return false;
   }
-  // A datagram proxy has nothing to drain: flows end with the proxy.
-  while (UdpFlow* f = flows_.oldest()) close_flow(f);
+  epoll_event events[kMaxEvents];
+  int n = epoll_wait(epoll_.get(), events, kMaxEvents, 0);
+  now_ms_ = monotonic_ms();
+  event_round_++;
+  // With more sockets ready than one epoll_wait returns, epoll takes turns and a busy flow is
+  // not reported in consecutive rounds: read every flow in batches then.
+  crowded_round_ = n == kMaxEvents;
+  for (int i = 0; i < n && !closing_; i++) {
+    auto* tag = static_cast<EpollTag*>(events[i].data.ptr);
+    switch (tag->kind) {
+      case EpollTag::kWake:
+        handle_wake();
+        break;
+      case EpollTag::kListener:
+        if (reading_) read_listener(tag->index);
+        break;
+      case EpollTag::kFlow:
+        read_flow(static_cast<UdpFlow*>(tag->object));
+        break;
+      default:
+        break;
+    }
+  }
+  flush_replies();
+  expire(now_ms_);
+  return true;
+}
+
+int UdpWorker::next_wait_ms() const {
+  if (ended_) return -1;
+  if (closing_) return 0;
+  return epoll_timeout(monotonic_ms());
+}
+
+void UdpWorker::apply(const std::vector<Decision>& decisions) {
+  if (ended_) return;
+  for (const Decision& d : decisions) {
+    if (UdpFlow* f = flows_.find_id(d.id)) admit(f, d);
+  }
+}
+
+bool UdpWorker::pending(uint64_t id) const {
+  const UdpFlow* f = flows_.find_id(id);
+  return f != nullptr && f->state == UdpFlow::State::kPending;
 }
 
 int UdpWorker::epoll_timeout(int64_t now) const {
@@ -169,14 +190,8 @@ int UdpWorker::epoll_timeout(int64_t now) const {
   return wait > 60000 ? 60000 : int(wait) + 1;
 }
 
-void UdpWorker::handle_inbox() {
-  std::vector<Decision> batch;
-  int64_t deadline;
-  take_inbox(&batch, &deadline);
-  for (const Decision& d : batch) {
-    if (UdpFlow* f = flows_.find_id(d.id)) admit(f, d);
-  }
-  if (deadline >= 0) {
+void UdpWorker::handle_wake() {
+  if (take_wake() >= 0) {
     stop_reading();
     closing_ = true;
   }

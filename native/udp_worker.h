@@ -1,8 +1,8 @@
-// UdpWorker: a relay thread for UDP. It reads datagrams from the listening sockets it owns in
+// UdpWorker: a relay worker for UDP. It reads datagrams from the listening sockets it owns in
 // batches (recvmmsg), keys each by (load balancer, client) from its v2 header, sends the payload
 // of known flows on at once (sendmmsg per run of one flow), queues the first datagrams of a new
-// flow while JavaScript decides, and carries replies back to the load balancer. Idle flows
-// expire after closeAfter. Worker thread unless noted.
+// flow while the decision code decides, and carries replies back to the load balancer. Idle flows
+// expire after closeAfter. Attached thread.
 #pragma once
 
 #include <sys/socket.h>
@@ -21,11 +21,14 @@ class UdpWorker : public WorkerThread {
  public:
   UdpWorker(Engine& engine, int index, int workers)
       : WorkerThread(engine, index), stride_(workers) {}
+  bool round() override;
+  int next_wait_ms() const override;
+  void apply(const std::vector<Decision>& decisions) override;
+  bool pending(uint64_t id) const override;
 
  private:
-  int setup(SocketError* err) override;  // JS thread
-  void run() override;
-  void handle_inbox();
+  int setup(SocketError* err) override;
+  void handle_wake();
   // Stops reading the listeners and sends the replies held; then close() may close the listeners.
   void stop_reading();
   void read_listener(int listener_index);
@@ -61,6 +64,7 @@ class UdpWorker : public WorkerThread {
   std::vector<int> owned_listeners_;
   bool reading_ = true;
   bool closing_ = false;
+  bool ended_ = false;
   uint64_t seq_ = 0;
   size_t pending_bytes_ = 0;  // payload bytes queued in pending flows
   FlowTable flows_;

@@ -1,4 +1,4 @@
-// WorkerThread: the parts of a relay thread common to TCP and UDP.
+// WorkerThread: the parts of a relay worker common to TCP and UDP.
 #include "worker_thread.h"
 
 #include <sys/epoll.h>
@@ -6,17 +6,8 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <future>
 
 namespace mmproxy {
-
-WorkerThread::~WorkerThread() {
-  // Engine joins every worker before destroying it; this is only a safety net.
-  if (thread_.joinable()) {
-    begin_close(0);
-    thread_.join();
-  }
-}
 
 int WorkerThread::start(SocketError* err) {
   epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
@@ -37,15 +28,7 @@ int WorkerThread::start(SocketError* err) {
     err->syscall = "epoll_ctl(EPOLL_CTL_ADD, eventfd)";
     return -err->err;
   }
-  if (int r = setup(err); r != 0) return r;
-  std::promise<void> running;
-  std::future<void> started = running.get_future();
-  thread_ = std::thread([this, &running] {
-    running.set_value();
-    run();
-  });
-  started.wait();
-  return 0;
+  return setup(err);
 }
 
 bool WorkerThread::watch(int fd, uint32_t events, EpollTag* tag) {
@@ -55,43 +38,28 @@ bool WorkerThread::watch(int fd, uint32_t events, EpollTag* tag) {
   return epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) == 0;
 }
 
-void WorkerThread::post(std::vector<Decision>&& decisions) {
-  {
-    std::lock_guard<std::mutex> lock(inbox_mu_);
-    if (inbox_.empty()) {
-      inbox_ = std::move(decisions);
-    } else {
-      inbox_.insert(inbox_.end(), std::make_move_iterator(decisions.begin()),
-                    std::make_move_iterator(decisions.end()));
-    }
-  }
+void WorkerThread::begin_close(int64_t deadline_ms) {
+  std::lock_guard<std::mutex> lock(wake_mu_);
+  if (released_) return;
+  if (close_deadline_ms_ < 0 || deadline_ms < close_deadline_ms_) close_deadline_ms_ = deadline_ms;
   uint64_t one = 1;
   ssize_t r = write(wake_fd_.get(), &one, sizeof one);
   (void)r;  // EAGAIN means the counter is already non-zero: the worker wakes anyway
 }
 
-void WorkerThread::begin_close(int64_t deadline_ms) {
-  {
-    std::lock_guard<std::mutex> lock(inbox_mu_);
-    if (close_deadline_ms_ < 0 || deadline_ms < close_deadline_ms_)
-      close_deadline_ms_ = deadline_ms;
-  }
-  uint64_t one = 1;
-  ssize_t r = write(wake_fd_.get(), &one, sizeof one);
-  (void)r;
-}
-
-void WorkerThread::join() {
-  if (thread_.joinable()) thread_.join();
-}
-
-void WorkerThread::take_inbox(std::vector<Decision>* batch, int64_t* deadline) {
+int64_t WorkerThread::take_wake() {
   uint64_t count;
   ssize_t r = read(wake_fd_.get(), &count, sizeof count);
   (void)r;
-  std::lock_guard<std::mutex> lock(inbox_mu_);
-  batch->swap(inbox_);
-  *deadline = close_deadline_ms_;
+  std::lock_guard<std::mutex> lock(wake_mu_);
+  return close_deadline_ms_;
+}
+
+void WorkerThread::release() {
+  std::lock_guard<std::mutex> lock(wake_mu_);
+  released_ = true;
+  epoll_.reset();
+  wake_fd_.reset();
 }
 
 }  // namespace mmproxy

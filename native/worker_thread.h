@@ -1,12 +1,17 @@
-// WorkerThread: what every relay thread has in common — its epoll set, the eventfd that wakes
-// it, the inbox through which the JavaScript thread hands it decisions, and the close handshake.
-// TcpWorker and UdpWorker add their protocol. Each function says which thread may call it.
+// WorkerThread: what every relay worker has in common — its epoll set, the eventfd that wakes
+// it, the close handshake, and the records it hands to the decision code. TcpWorker and
+// UdpWorker add their protocol.
+//
+// A worker has no thread of its own: the JavaScript thread that attached it (a Node.js worker
+// thread, see worker_binding.cc) watches its epoll descriptor from its own event loop and calls
+// round() when it is readable or when next_wait_ms() has passed. The records a round produced
+// are then decided synchronously in that thread and the decisions given back with apply().
+// "Attached thread" below means that thread; the others are marked.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <mutex>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -27,40 +32,46 @@ struct EpollTag {
 class WorkerThread {
  public:
   WorkerThread(Engine& engine, int index) : engine_(engine), index_(index) {}
-  virtual ~WorkerThread();
+  virtual ~WorkerThread() = default;
 
-  // JS thread: creates the epoll set and wake fd, lets the protocol register its sockets, and
-  // starts the thread; returns only once it runs. 0, or -errno with err filled.
+  // Engine::listen() (JS thread): creates the epoll set and wake fd and lets the protocol
+  // register its sockets. 0, or -errno with err filled.
   int start(SocketError* err);
-  // Any thread: queue decisions for this worker.
-  void post(std::vector<Decision>&& decisions);
   // Any thread: stop accepting now and finish by the deadline (CLOCK_MONOTONIC ms).
   void begin_close(int64_t deadline_ms);
-  // Any thread but this worker's: wait for the thread to end (after begin_close).
-  void join();
-  // Any thread: this worker's counters (written only by the worker).
+  // Any thread: this worker's counters (written only by the attached thread).
   const Counters& counters() const { return counters_; }
 
- protected:
-  // JS thread, from start(): register listeners etc. in epoll_.
-  virtual int setup(SocketError* err) = 0;
-  // The worker thread's loop.
-  virtual void run() = 0;
+  // Attached thread: the descriptor to watch for readability (the epoll set).
+  int poll_fd() const { return epoll_.get(); }
+  // Attached thread: one round of the events that are ready (never waits). False once the
+  // worker has ended: closing is complete and every session or flow it had is gone.
+  virtual bool round() = 0;
+  // Attached thread: milliseconds until round() has timed work (a header deadline, a drain
+  // deadline, an idle flow, a session with work left: 0); -1 when only events can bring work.
+  virtual int next_wait_ms() const = 0;
+  // Attached thread: the decisions for records this worker handed off. Unknown ids (a
+  // connection that has ended meanwhile) are ignored.
+  virtual void apply(const std::vector<Decision>& decisions) = 0;
+  // Attached thread: whether the connection or flow is still waiting for its decision.
+  virtual bool pending(uint64_t id) const = 0;
+  // Attached thread: the records handed off since the last call.
+  Outbox::Batch take_records() { return records_.take(); }
+  // Attached thread, after round() returned false: closes the epoll set and the wake fd.
+  void release();
 
-  // Worker thread: empties the wake fd and the inbox. *deadline is -1 unless closing.
-  void take_inbox(std::vector<Decision>* batch, int64_t* deadline);
-  // Worker thread: add fd to epoll_ with the tag; false (errno set) on failure.
+ protected:
+  // From start(): register listeners etc. in epoll_.
+  virtual int setup(SocketError* err) = 0;
+
+  // Attached thread: empties the wake fd. The close deadline, or -1 unless closing.
+  int64_t take_wake();
+  // Attached thread: add fd to epoll_ with the tag; false (errno set) on failure.
   bool watch(int fd, uint32_t events, EpollTag* tag);
-  // Worker thread: hand a record to JavaScript. It is woken by flush_hand_offs(), which the loop
-  // calls at the end of each round of events: one wake-up for the round's records.
+  // Attached thread: hand a record to the decision code, which takes it after the round.
   template <class Record>
   void hand_off(Record&& r) {
-    if (engine_.outbox().push(std::forward<Record>(r))) notify_owed_ = true;
-  }
-  void flush_hand_offs() {
-    if (!notify_owed_) return;
-    notify_owed_ = false;
-    engine_.outbox().notify();
+    records_.push(std::forward<Record>(r));
   }
 
   Engine& engine_;
@@ -71,11 +82,10 @@ class WorkerThread {
   EpollTag wake_tag_;
 
  private:
-  std::thread thread_;
-  std::mutex inbox_mu_;
-  std::vector<Decision> inbox_;
+  Outbox records_;
+  std::mutex wake_mu_;              // close_deadline_ms_, released_, and writes to wake_fd_
   int64_t close_deadline_ms_ = -1;  // -1: not closing
-  bool notify_owed_ = false;        // records handed off since the last flush_hand_offs()
+  bool released_ = false;
 };
 
 }  // namespace mmproxy

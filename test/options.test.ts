@@ -33,6 +33,7 @@ const expectedDefaults: NormalizedOptions = {
   dynamicDestinationAllow: null,
   local: 'load-balancer',
   route: null,
+  routeModule: null,
   verbosity: 0,
 };
 
