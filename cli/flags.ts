@@ -162,6 +162,14 @@ export const FLAGS: readonly FlagSpec[] = [
     help: 'Where --dynamic-destination may connect: CIDR[:PORT[-PORT]],… (IPv6: [::1]/128:443)',
   },
   {
+    name: 'route',
+    kind: 'file',
+    valueName: 'FILE',
+    defaultText: '',
+    example: '/etc/mmproxy/route.mjs',
+    help: 'An ES module exporting route(request): it picks or refuses each target, in every relay thread',
+  },
+  {
     name: 'max-connections',
     kind: 'positive',
     valueName: 'N',
@@ -236,6 +244,7 @@ export interface CliFlags {
   dynamicDestination: boolean;
   /** Entries as given (the library normalizes them); undefined: any destination. */
   dynamicDestinationAllow: string[] | undefined;
+  routeModule: string | undefined;
   maxConnections: number | undefined;
   maxFlows: number | undefined;
   drainTimeout: number | undefined;
@@ -425,6 +434,7 @@ function resolveFlags(
     workers: value('workers', undefined) as number | undefined,
     dynamicDestination: value('dynamic-destination', false) as boolean,
     dynamicDestinationAllow: value('dynamic-destination-allow', undefined) as string[] | undefined,
+    routeModule: value('route', undefined) as string | undefined,
     maxConnections: value('max-connections', undefined) as number | undefined,
     maxFlows: value('max-flows', undefined) as number | undefined,
     drainTimeout: value('drain-timeout', undefined) as number | undefined,
@@ -629,6 +639,7 @@ export function toProxyOptions(flags: CliFlags): ProxyOptions {
   if (flags.dynamicDestinationAllow !== undefined) {
     options.dynamicDestinationAllow = flags.dynamicDestinationAllow;
   }
+  if (flags.routeModule !== undefined) options.routeModule = flags.routeModule;
   if (flags.headerTimeout !== undefined) options.headerTimeout = flags.headerTimeout;
   if (flags.workers !== undefined) options.workers = flags.workers;
   if (flags.maxConnections !== undefined) options.maxConnections = flags.maxConnections;
@@ -652,6 +663,7 @@ const OPTION_FLAGS: Record<string, string> = {
   workers: '--workers',
   dynamicDestination: '--dynamic-destination',
   dynamicDestinationAllow: '--dynamic-destination-allow',
+  routeModule: '--route',
   maxConnections: '--max-connections',
   maxFlows: '--max-flows',
   drainTimeout: '--drain-timeout',

@@ -7,7 +7,12 @@ import { Worker } from 'node:worker_threads';
 import type { Allowlist } from './allowlist.js';
 import type { DecisionConfig } from './decider.js';
 import { systemError, type SystemError } from './errors.js';
-import { loadNative, NATIVE_REJECT_REASONS, type NativeAddon, type NativeEngine } from './native.js';
+import {
+  loadNative,
+  NATIVE_REJECT_REASONS,
+  type NativeAddon,
+  type NativeEngine,
+} from './native.js';
 import {
   loadAllowlist,
   normalizeOptions,
@@ -44,6 +49,27 @@ const WORKER_SCRIPT = new URL('./relay-worker.js', import.meta.url);
 // A relay worker's thread has little to hold: its decisions' garbage. Small heaps keep each
 // thread's memory small.
 const WORKER_LIMITS = { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 64 };
+/**
+ * The parent's Node options for the worker threads (loaders, source maps…), without those that
+ * only make sense for the main script: the code of `-e`/`-p` and `--input-type`.
+ */
+function workerExecArgv(): string[] {
+  const out: string[] = [];
+  const args = process.execArgv;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '-e' || a === '--eval' || a === '-p' || a === '--print' || a === '-pe') {
+      i++;
+      continue;
+    }
+    if (a.startsWith('--eval=') || a.startsWith('--print=') || a.startsWith('--input-type')) {
+      continue;
+    }
+    out.push(a);
+  }
+  return out;
+}
+
 // After its engine worker ended, how long a thread may take to exit before it is terminated.
 const WORKER_EXIT_GRACE_MS = 2000;
 
@@ -280,6 +306,7 @@ export class Proxy extends EventEmitter<ProxyEvents> {
       const worker = new Worker(WORKER_SCRIPT, {
         workerData: data,
         resourceLimits: WORKER_LIMITS,
+        execArgv: workerExecArgv(),
         name: `mmproxy-native relay ${index}`,
       });
       if (this.#unref) worker.unref();

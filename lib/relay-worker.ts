@@ -66,7 +66,10 @@ const sink: DecisionSink = {
 
 /** The route hook that lives on the main thread: one message there and back per connection. */
 function mainThreadRoute(): RouteHook {
-  const waiting = new Map<number, { resolve: (r: RouteResult) => void; reject: (e: Error) => void }>();
+  const waiting = new Map<
+    number,
+    { resolve: (r: RouteResult) => void; reject: (e: Error) => void }
+  >();
   let next = 0;
   port.on('message', (m: ToWorker) => {
     const w = waiting.get(m.id);
@@ -85,7 +88,10 @@ function mainThreadRoute(): RouteHook {
 
 async function loadRoute(): Promise<RouteHook | null> {
   if (data.routeModule !== null) {
-    const m = (await import(data.routeModule)) as { route?: unknown; default?: { route?: unknown } };
+    const m = (await import(data.routeModule)) as {
+      route?: unknown;
+      default?: { route?: unknown };
+    };
     const route = m.route ?? m.default?.route;
     if (typeof route !== 'function') {
       throw new TypeError(

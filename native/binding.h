@@ -1,5 +1,5 @@
-// The N-API surface: the Engine and Driver classes and connectFrom(). Only binding files include <napi.h>.
-// JavaScript thread only, except where a comment says otherwise.
+// The N-API surface: the Engine and Driver classes and connectFrom(). Only binding files include
+// <napi.h>. JavaScript thread only, except where a comment says otherwise.
 #pragma once
 
 #include <napi.h>

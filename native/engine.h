@@ -140,8 +140,8 @@ class Engine {
   std::vector<std::unique_ptr<WorkerThread>> workers_;
   std::vector<WorkerState> states_;  // guarded by states_mu_
   std::mutex states_mu_;
-  std::condition_variable states_cv_;  // a worker ended
-  bool closing_ = false;               // guarded by states_mu_: attach() refuses from now on
+  std::condition_variable states_cv_;        // a worker ended
+  bool closing_ = false;                     // guarded by states_mu_: attach() refuses from now on
   std::shared_ptr<const AllowTable> allow_;  // accessed with std::atomic_load/atomic_store
   std::atomic<int64_t> live_{0};
   std::mutex close_mu_;

@@ -132,9 +132,8 @@ class DriverWrap : public Napi::ObjectWrap<DriverWrap> {
     uv_timer_init(loop, &handles_->timer);
     handles_->poll.data = handles_;
     handles_->timer.data = handles_;
-    uv_poll_start(&handles_->poll, UV_READABLE, [](uv_poll_t* p, int, int) {
-      static_cast<Handles*>(p->data)->owner->Run();
-    });
+    uv_poll_start(&handles_->poll, UV_READABLE,
+                  [](uv_poll_t* p, int, int) { static_cast<Handles*>(p->data)->owner->Run(); });
     // The thread's teardown (worker.terminate(), process exit, a crash) ends the worker here,
     // closing its connections, so that Engine::close() never waits for a thread that is gone.
     napi_add_env_cleanup_hook(env, &DriverWrap::Teardown, this);
@@ -208,11 +207,16 @@ class DriverWrap : public Napi::ObjectWrap<DriverWrap> {
     delivering_ = false;
   }
 
+  // A JavaScript exception escaped the decision code (a bug there): it becomes this thread's
+  // uncaught exception, which ends the thread and puts the proxy into 'error'. Raw N-API calls
+  // only: while the thread is being terminated (process.exit() in it, say), every call fails,
+  // and nothing here may treat that as fatal.
   void Fatal() {
-    Napi::Env env = env_;
-    if (!env.IsExceptionPending()) return;
-    Napi::Error e = env.GetAndClearPendingException();
-    napi_fatal_exception(env, e.Value());
+    bool pending = false;
+    if (napi_is_exception_pending(env_, &pending) != napi_ok || !pending) return;
+    napi_value e;
+    if (napi_get_and_clear_last_exception(env_, &e) != napi_ok) return;
+    napi_fatal_exception(env_, e);
   }
 
   // The batch goes to JavaScript as onRecords(meta, addresses, headerBytes, errors): per header
@@ -258,18 +262,29 @@ class DriverWrap : public Napi::ObjectWrap<DriverWrap> {
       rec.Set(uint32_t(6), Napi::Number::New(env, r.address.port()));
       errors.Set(uint32_t(i), rec);
     }
-    // MakeCallback: the microtasks the decision queued (an async route hook's) run after it.
-    Napi::Value answer =
-        on_records_.Value().MakeCallback(Value(), {meta, addresses, bytes, errors}, *context_);
-    if (answer.IsEmpty()) Fatal();
-    return answer;
+    napi_value args[] = {meta, addresses, bytes, errors};
+    return Invoke(on_records_, args, 4);
+  }
+
+  // A callback into JavaScript as from the event loop (napi_make_callback: the microtasks it
+  // queued, an async route hook's, run after it). Empty when it threw or the thread is being
+  // terminated; raw N-API, so that a failure is never node-addon-api's fatal error.
+  Napi::Value Invoke(Napi::FunctionReference& fn, napi_value* args, size_t count) {
+    napi_value result = nullptr;
+    napi_status status =
+        napi_make_callback(env_, *context_, Value(), fn.Value(), count, args, &result);
+    if (status != napi_ok) {
+      Fatal();
+      return Napi::Value();
+    }
+    return Napi::Value(env_, result);
   }
 
   // The worker has ended: stop watching it, let go of it and of the engine, tell JavaScript.
   void End() {
     Detach();
     Napi::HandleScope scope(env_);
-    on_end_.Value().MakeCallback(Value(), {}, *context_);
+    Invoke(on_end_, nullptr, 0);
     context_.reset();
     self_.Reset();
   }

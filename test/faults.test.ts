@@ -77,7 +77,7 @@ describe('upstream down', () => {
       const started = Date.now();
       const sockets = await Promise.all(
         Array.from({ length: 50 }, (_, i) =>
-          connectAndSend(port, [v1('192.0.2.78', 31000 + i), 'x']),
+          connectAndSend(port, [v1('192.0.2.78', 31000 + i) + 'x']),
         ),
       );
       const endings = await Promise.all(sockets.map(ending));
