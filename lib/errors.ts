@@ -36,6 +36,32 @@ export class AllowlistError extends Error {
   }
 }
 
+/**
+ * A host name given for an option (`listen`, `target4`, `target6`) that did not resolve to an
+ * address of the family the option needs. `cause` is the resolver's error, when there was one.
+ */
+export class ResolveError extends Error {
+  readonly code = 'ERR_MMPROXY_RESOLVE';
+  readonly option: string;
+  readonly host: string;
+  /** The family asked for: 4, 6, or 0 for either. */
+  readonly family: 0 | 4 | 6;
+  /** Why, in a few words: "no such name, or no IPv4 address for it (ENOTFOUND)". */
+  readonly reason: string;
+  constructor(option: string, host: string, family: 0 | 4 | 6, reason: string, cause?: unknown) {
+    const kind = family === 0 ? 'an IP address' : `an IPv${family} address`;
+    super(
+      `option "${option}": cannot resolve ${JSON.stringify(host)} to ${kind}: ${reason}`,
+      cause === undefined ? undefined : { cause },
+    );
+    this.name = 'ResolveError';
+    this.option = option;
+    this.host = host;
+    this.family = family;
+    this.reason = reason;
+  }
+}
+
 export interface SystemErrorDetails {
   /** Positive errno as the kernel reported it. */
   errno: number;

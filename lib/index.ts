@@ -15,7 +15,8 @@ export type {
   UdpStats,
 } from './proxy-types.js';
 export { normalizeOptions, loadAllowlist, DEFAULTS } from './options.js';
-export type { ProxyOptions, NormalizedOptions, EndpointInput } from './options.js';
+export type { ProxyOptions, NormalizedOptions, EndpointInput, HostEndpoint } from './options.js';
+export type { ResolvedEndpoint, ResolvedTargets, TargetResolution } from './targets.js';
 export { Allowlist } from './allowlist.js';
 export {
   decodeHeader,
@@ -51,5 +52,5 @@ export type {
 } from './self-check.js';
 export { spoofRefusal, localAddresses } from './source-policy.js';
 export type { SpoofRefusal } from './source-policy.js';
-export { ProxyProtocolError, InvalidOptionError, AllowlistError } from './errors.js';
+export { ProxyProtocolError, InvalidOptionError, AllowlistError, ResolveError } from './errors.js';
 export type { SystemError } from './errors.js';

@@ -33,6 +33,7 @@ import type {
 } from './proxy-types.js';
 export type { RouteHook, RouteRequest, RouteResult } from './proxy-types.js';
 import { HostAddresses } from './host-addresses.js';
+import { Targets, type ResolvedTargets, type TargetResolution } from './targets.js';
 import { spoofRefusal } from './source-policy.js';
 
 const REASON_INDEX = new Map<RejectReason, number>(
@@ -106,14 +107,20 @@ export class Proxy extends EventEmitter<ProxyEvents> {
   #starting: Promise<void> | null = null; // listen()'s work, which close() lets finish first
   readonly #hostAddresses = new HostAddresses();
   #unref = false;
+  /** The listen and target addresses, names resolved; #decide reads the targets from here. */
+  readonly #targets: Targets;
 
   constructor(options: ProxyOptions = {}) {
     super();
     this.options = normalizeOptions(options);
+    this.#targets = new Targets(this.options);
     this.#addon = loadNative();
   }
 
-  /** Opens the listeners. Resolves once they accept; rejects with a Node-shaped system error. */
+  /**
+   * Resolves the names among listen/target4/target6, then opens the listeners. Resolves once they
+   * accept; rejects with a ResolveError for a name, or a Node-shaped system error.
+   */
   async listen(): Promise<void> {
     if (this.#state !== 'new') {
       throw Object.assign(new Error(`listen() was already called (the proxy is ${this.#state})`), {
@@ -144,10 +151,12 @@ export class Proxy extends EventEmitter<ProxyEvents> {
         // setAllowlist() while the file was read wins: the last call is the list in force.
         if (this.#allowlistVersion === version) this.#allowlist = loaded;
       }
+      // Names: the listen address, and the targets resolveTargets() has not resolved yet.
+      const listen = await this.#targets.forListen();
       const o = this.options;
       const engine = new this.#addon.Engine(
         {
-          listen: { address: o.listen.address, port: o.listen.port },
+          listen: { address: listen.address, port: listen.port },
           listeners: o.listeners,
           workers: o.workers,
           // Whole milliseconds for the addon, rounded up: a timeout below 1 ms is not 0.
@@ -194,6 +203,20 @@ export class Proxy extends EventEmitter<ProxyEvents> {
     this.#allowlist = list;
     this.#allowlistVersion++;
     this.#engine?.setAllowlist(list ? list.compile() : null);
+  }
+
+  /**
+   * Resolves the target4/target6 names again (SIGHUP in the command). Connections accepted from
+   * then on go to the new addresses; live ones keep theirs. A name that does not resolve keeps
+   * its previous address, and its entry says why. One entry per target given by name.
+   */
+  resolveTargets(): Promise<TargetResolution[]> {
+    return this.#targets.refresh();
+  }
+
+  /** The target addresses in force; null for a name not resolved yet. */
+  get targets(): Readonly<ResolvedTargets> {
+    return this.#targets.current;
   }
 
   /** The allowlist in force (null: everyone is allowed). */
@@ -432,7 +455,7 @@ export class Proxy extends EventEmitter<ProxyEvents> {
         );
       }
     } else {
-      const t = family === 4 ? o.target4 : o.target6;
+      const t = this.#targets.for(family);
       target = { address: t.address, port: t.port };
     }
     const admit = (t: Endpoint): NativeDecision => {
