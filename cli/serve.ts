@@ -1,9 +1,11 @@
 // Runs the proxy for `mmproxy [flags]` until a signal or a fatal error: routing setup, listen,
 // event logging, the start-up self-check, metrics, SIGHUP reloads, graceful then immediate stop,
 // and the exit status (0 clean stop, 1 runtime failure, 2 an option the library refused).
-import { AllowlistError, InvalidOptionError } from '../lib/errors.js';
+import { AllowlistError, InvalidOptionError, ResolveError } from '../lib/errors.js';
+import { ENDPOINT_RULES, type EndpointOption } from '../lib/options.js';
 import type { Proxy } from '../lib/proxy.js';
-import { selfCheck } from '../lib/self-check.js';
+import { routingCommands, selfCheck } from '../lib/self-check.js';
+import type { TargetResolution } from '../lib/targets.js';
 import { DEFAULT_ROUTE_TABLE, flagForOption, toProxyOptions, type CliFlags } from './flags.js';
 import { Logger, formatEndpoint } from './logger.js';
 import type { CliIo, CliSignal } from './io.js';
@@ -126,12 +128,29 @@ async function serveWithSignals(
   }
 
   if (signals.stop !== null) return 0;
+  // Target names are resolved before anything else is set up: the routes are for their addresses.
+  if (proxy.targets.target4 === null || proxy.targets.target6 === null) {
+    const results = await proxy.resolveTargets();
+    const failed = results.find((r) => r.error !== null);
+    if (failed) {
+      io.stderr.write(resolveFailure(failed.error!, flags) + '\n');
+      return 2;
+    }
+    for (const r of results) {
+      logger.info('resolved host name', {
+        flag: flagForOption(r.option),
+        name: r.host,
+        address: r.address,
+      });
+    }
+    if (signals.stop !== null) return 0;
+  }
   if (flags.setupRoutes !== undefined) {
     try {
       const added = await setupRoutes(
         [
-          { family: 4, address: hostOf(flags.target4) },
-          { family: 6, address: hostOf(flags.target6) },
+          { family: 4, address: proxy.targets.target4!.address },
+          { family: 6, address: proxy.targets.target6!.address },
         ],
         flags.setupRoutes,
       );
@@ -152,7 +171,7 @@ async function serveWithSignals(
 
   try {
     if (signals.stop !== null) return 0;
-    return await run(proxy, flags, logger, hooks, signals);
+    return await run(proxy, flags, io, logger, hooks, signals);
   } finally {
     await routes.teardown();
   }
@@ -161,6 +180,7 @@ async function serveWithSignals(
 async function run(
   proxy: Proxy,
   flags: CliFlags,
+  io: CliIo,
   logger: Logger,
   hooks: ServeHooks,
   signals: SignalState,
@@ -189,6 +209,12 @@ async function run(
     await proxy.listen();
   } catch (err) {
     const e = err as Error & { code?: string };
+    if (err instanceof ResolveError) {
+      // The -l name (target names were resolved before): as a bad flag is, exit 2.
+      io.stderr.write(resolveFailure(err, flags) + '\n');
+      detach();
+      return 2;
+    }
     if (err instanceof AllowlistError) {
       logger.error('failed to load allowed subnets file', {
         path: flags.allowedSubnetsFile,
@@ -201,6 +227,15 @@ async function run(
     return 1;
   }
 
+  const bound = proxy.address();
+  if ('host' in proxy.options.listen && bound) {
+    logger.info('resolved host name', {
+      flag: '-l',
+      name: proxy.options.listen.host,
+      address: bound.address,
+    });
+  }
+
   const counters: CommandCounters = {
     allowlistReloads: { ok: 0, error: 0 },
     startTimeSeconds: Math.floor(Date.now() / 1000),
@@ -211,8 +246,10 @@ async function run(
   const reload = (): void => {
     reloading = reloading.then(async () => {
       const file = flags.allowedSubnetsFile;
+      const names = 'host' in proxy.options.target4 || 'host' in proxy.options.target6;
+      if (names) logResolutions(await proxy.resolveTargets(), flags, logger);
       if (file === undefined) {
-        logger.warn('SIGHUP ignored: there is no --allowed-subnets file to reload');
+        if (!names) logger.warn('SIGHUP ignored: there is no --allowed-subnets file to reload');
         return;
       }
       try {
@@ -309,8 +346,8 @@ async function run(
 
   // The start-up self-check only warns: the proxy may be right where the check cannot tell.
   void selfCheck({
-    target4: flags.target4,
-    target6: flags.target6,
+    target4: proxy.targets.target4 ?? flags.target4,
+    target6: proxy.targets.target6 ?? flags.target6,
     protocol: flags.protocol,
     mark: flags.mark,
     table: flags.setupRoutes ?? DEFAULT_ROUTE_TABLE,
@@ -356,7 +393,57 @@ async function run(
   return code;
 }
 
-function hostOf(hostPort: string): string {
-  const m = /^\[?(.*?)\]?:\d+$/.exec(hostPort);
-  return m ? m[1]! : hostPort;
+/** The usage-style message for a name that did not resolve at start: flag, name, an example. */
+function resolveFailure(err: ResolveError, flags: CliFlags): string {
+  const option = err.option as EndpointOption;
+  const flag = flagForOption(option);
+  const given = flags[option] as string;
+  return (
+    `mmproxy: ${flag} ${given}: cannot resolve ${JSON.stringify(err.host)} to ` +
+    `${err.family === 0 ? 'an IP address' : `an IPv${err.family} address`}: ${err.reason}; ` +
+    `give a name that resolves, or an address, e.g. ${flag} ${ENDPOINT_RULES[option].example}`
+  );
+}
+
+/** SIGHUP: what resolving the target names again did, one line each. */
+function logResolutions(
+  results: readonly TargetResolution[],
+  flags: CliFlags,
+  logger: Logger,
+): void {
+  for (const r of results) {
+    const fields = { flag: flagForOption(r.option), name: r.host, address: r.address };
+    if (r.error) {
+      logger.warn('failed to resolve host name; keeping the previous address', {
+        ...fields,
+        error: r.error.reason,
+      });
+    } else if (!r.changed) {
+      logger.info('host name resolved again; same address', fields);
+    } else {
+      logger.info('host name resolved to a new address; new connections go there', {
+        ...fields,
+        previous: r.previous,
+      });
+      const family = r.option === 'target4' ? 4 : 6;
+      const table = flags.setupRoutes;
+      if (
+        table !== undefined &&
+        r.previous !== null &&
+        routingCommands(family, table, r.previous)[0]!.text !==
+          routingCommands(family, table, r.address!)[0]!.text
+      ) {
+        logger.warn('the routing entries --setup-routes added are for the previous address', {
+          ...fields,
+          fix: `restart to set them up for the new one, or add: ${routingCommands(
+            family,
+            table,
+            r.address!,
+          )
+            .map((c) => c.text)
+            .join('; ')}`,
+        });
+      }
+    }
+  }
 }
