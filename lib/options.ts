@@ -242,7 +242,7 @@ const LABEL = /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/i;
  * 253 characters, one trailing dot allowed. A last label that is a number is refused, because
  * getaddrinfo would read "127.000.0.1" or "0x7f000001" as an address (inet_aton's forms).
  */
-export function hostNameProblem(host: string): string | null {
+function hostNameProblem(host: string): string | null {
   const name = host.endsWith('.') ? host.slice(0, -1) : host;
   const labels = name.split('.');
   if (name.length === 0 || name.length > 253 || !labels.every((l) => LABEL.test(l))) {
@@ -254,7 +254,9 @@ export function hostNameProblem(host: string): string | null {
   return null;
 }
 
-type Checked = { endpoint: Endpoint | HostEndpoint; problem?: never } | { problem: string };
+/** What parseEndpointText found: the endpoint, or the problem in words. */
+export type EndpointCheck =
+  { endpoint: Endpoint | HostEndpoint; problem?: never } | { problem: string };
 
 /** The address part and port, checked by the option's rule; the port is an integer already. */
 function checkEndpoint(
@@ -263,11 +265,11 @@ function checkEndpoint(
   port: number,
   bracketed: boolean,
   givenFamily?: unknown,
-): Checked {
+): EndpointCheck {
   const { family: want, minPort } = ENDPOINT_RULES[option];
   if (address.includes('%')) return { problem: 'zone indexes such as %eth0 are not supported' };
   const family = parseIp(address, words);
-  let checked: Checked;
+  let checked: EndpointCheck;
   if (family === 0) {
     if (bracketed) {
       return { problem: `only an IPv6 address goes in brackets, not ${JSON.stringify(address)}` };
@@ -314,7 +316,7 @@ function checkEndpoint(
  * "address:port", "[v6]:port" or "name:port" by the option's rule: an Endpoint for an address, a
  * HostEndpoint for a name (resolved later), or the problem in words.
  */
-export function parseEndpointText(option: EndpointOption, text: string): Checked {
+export function parseEndpointText(option: EndpointOption, text: string): EndpointCheck {
   let address: string;
   let portText: string;
   let bracketed = false;
@@ -341,7 +343,7 @@ export function parseEndpointText(option: EndpointOption, text: string): Checked
 /** "host:port", "[v6]:port", "name:port" or {address, port} → Endpoint or HostEndpoint. */
 function endpoint(option: EndpointOption, value: unknown): Endpoint | HostEndpoint {
   const rule = ENDPOINT_RULES[option];
-  let checked: Checked;
+  let checked: EndpointCheck;
   let expected = `${rule.kind} and port such as ${rule.stringExample}`;
   if (typeof value === 'string') {
     checked = parseEndpointText(option, value);
