@@ -211,6 +211,11 @@ async function passedSockets(
   return { cmd, ports: line.ports as number[], go: () => cmd.child.stdin!.write('go\n') };
 }
 
+/** Whether the upstream saw a connection from the client (the start-up self-check connects too). */
+function sawClient(upstream: Upstream, address: string, port: number): boolean {
+  return upstream.connections.some((c) => c.remoteAddress === address && c.remotePort === port);
+}
+
 function targets(upstream: Upstream): string[] {
   return ['-4', `127.0.0.1:${upstream.port}`, '-6', `[::1]:${upstream.port}`];
 }
@@ -331,7 +336,7 @@ test('NOTIFY_SOCKET: READY=1 once a connection works, STATUS= with the live coun
   // Ready means serving: a connection made at once goes through.
   const first = await roundTrip(port, v1('203.0.113.7', 51000));
   assert.equal(first.echoed, 'ping\n');
-  assert.equal(upstream.connections.at(-1)!.remoteAddress, '::ffff:203.0.113.7');
+  assert.ok(sawClient(upstream, '::ffff:203.0.113.7', 51000));
 
   // The count reaches STATUS= on its own, without a state change.
   const update = await receiver.waitFor(
@@ -441,6 +446,8 @@ test('WATCHDOG_USEC: WATCHDOG=1 at half the interval while every relay worker an
     assert.equal(await nextLine(), 'stopped');
     const warned = await cmd.msg('a relay worker did not answer: not feeding the systemd watchdog');
     assert.equal(warned.level, 'WARN');
+    // A WATCHDOG=1 sent before the worker stopped may still be on its way: let it arrive.
+    await sleep(250);
     hungry = receiver.messages.length;
     await sleep(1000);
     assert.equal(receiver.count('WATCHDOG', hungry), 0, 'no WATCHDOG=1 while a worker is stopped');
@@ -490,8 +497,7 @@ test('systemd-socket-activate -l (TCP): the passed socket is the listener, -l is
   // systemd-socket-activate starts mmproxy on the first connection, which waits in the backlog.
   const first = await roundTrip(port, v1('203.0.113.20', 52000));
   assert.equal(first.echoed, 'ping\n');
-  assert.equal(upstream.connections.at(-1)!.remoteAddress, '::ffff:203.0.113.20');
-  assert.equal(upstream.connections.at(-1)!.remotePort, 52000);
+  assert.ok(sawClient(upstream, '::ffff:203.0.113.20', 52000));
   const passed = await cmd.msg(
     'listening on the sockets systemd passed; -l and --listeners are not used',
   );
@@ -522,7 +528,7 @@ test('systemd-socket-activate with two sockets, IPv4 and IPv6: both serve; with 
     b.once('data', (d: Buffer) => resolve(d.toString())),
   );
   assert.equal(echoed, 'ping6\n');
-  assert.equal(upstream.connections.at(-1)!.remoteAddress, '2001:db8::21');
+  assert.ok(sawClient(upstream, '2001:db8::21', 52002));
   const passed = await cmd.msg(
     'listening on the sockets systemd passed; -l and --listeners are not used',
   );
@@ -664,11 +670,8 @@ test('sockets from a python3 parent: connections queued before the proxy started
   assert.equal(upstream.connections.length, 0, 'nothing served before the proxy starts');
   go();
   assert.deepEqual(await Promise.all(echoes), ['q0\n', 'q1\n', 'q2\n']);
-  assert.deepEqual(upstream.connections.map((c) => c.remoteAddress).sort(), [
-    '::ffff:203.0.113.30',
-    '::ffff:203.0.113.31',
-    '::ffff:203.0.113.32',
-  ]);
+  for (let i = 0; i < 3; i++)
+    assert.ok(sawClient(upstream, `::ffff:203.0.113.${30 + i}`, 54000 + i));
   for (const c of clients) c.destroy();
   cmd.signal('SIGTERM');
   assert.deepEqual(await cmd.exited, { code: 0, signal: null });
