@@ -618,6 +618,13 @@ export function helpText(version: string): string {
     '127.0.0.1 or ::1 without a lookup. A name that does not resolve at start is a usage error.',
     'Exit status: 0 clean stop, 1 runtime failure, 2 usage error.',
     '',
+    'systemd: with NOTIFY_SOCKET (Type=notify) it sends READY=1 once listening, RELOADING=1 and',
+    'READY=1 around a SIGHUP reload, STOPPING=1 when a drain begins, STATUS= with the live count,',
+    'and WATCHDOG=1 (WatchdogSec=) while every relay worker answers. With LISTEN_FDS and',
+    'LISTEN_PID (socket activation) the sockets systemd passed are the listeners: -l and',
+    '--listeners are not used, and each socket must suit -p (ListenStream= for tcp,',
+    'ListenDatagram= for udp).',
+    '',
   ].join('\n');
 }
 

@@ -1,11 +1,18 @@
-// Runs the proxy for `mmproxy [flags]` until a signal or a fatal error: routing setup, listen,
-// event logging, the start-up self-check, metrics, SIGHUP reloads, graceful then immediate stop,
-// and the exit status (0 clean stop, 1 runtime failure, 2 an option the library refused).
-import { AllowlistError, InvalidOptionError, ResolveError } from '../lib/errors.js';
+// Runs the proxy for `mmproxy [flags]` until a signal or a fatal error: routing setup, listen
+// (on sockets systemd passed, if any), event logging, the start-up self-check, metrics, SIGHUP
+// reloads, systemd notifications, graceful then immediate stop, and the exit status (0 clean
+// stop, 1 runtime failure, 2 an option the library refused).
+import { AllowlistError, InvalidOptionError, ListenFdError, ResolveError } from '../lib/errors.js';
 import { ENDPOINT_RULES, type EndpointOption } from '../lib/options.js';
 import type { Proxy } from '../lib/proxy.js';
 import { routingCommands, selfCheck } from '../lib/self-check.js';
 import type { TargetResolution } from '../lib/targets.js';
+import {
+  listenFdsFromEnv,
+  SystemdEnvError,
+  watchdogUsecFromEnv,
+  type PassedSockets,
+} from '../lib/systemd.js';
 import { DEFAULT_ROUTE_TABLE, flagForOption, toProxyOptions, type CliFlags } from './flags.js';
 import { Logger, formatEndpoint } from './logger.js';
 import type { CliIo, CliSignal } from './io.js';
@@ -17,6 +24,7 @@ import {
 } from './metrics.js';
 import { DropSummary, logProxyEvents } from './proxy-log.js';
 import { setupRoutes, type RouteSetup } from './routes.js';
+import { ServiceNotifications } from './systemd.js';
 
 /** How often the drop summary is written (with any "suppressed" count the logger still holds). */
 export const SUMMARY_INTERVAL_MS = 60_000;
@@ -109,15 +117,36 @@ async function serveWithSignals(
   signals: SignalState,
   routes: Routes,
 ): Promise<number> {
-  const listenAddr = flags.listen;
+  // Socket activation: the sockets systemd passed are the listeners, when they are meant for us.
+  let passed: PassedSockets | null;
+  try {
+    passed = listenFdsFromEnv(io.env, process.pid);
+    watchdogUsecFromEnv(io.env, process.pid);
+  } catch (err) {
+    if (!(err instanceof SystemdEnvError)) throw err;
+    io.stderr.write(`mmproxy: ${err.message}\n`);
+    return 2;
+  }
+  const listenAddr = passed ? describePassed(passed) : flags.listen;
   const base = { protocol: flags.protocol, listenAddr };
+  const options = toProxyOptions(flags);
+  if (passed) {
+    delete options.listen;
+    delete options.listeners;
+    options.listenFds = passed.fds;
+    logger.info('listening on the sockets systemd passed; -l and --listeners are not used', {
+      protocol: flags.protocol,
+      listenFds: passed.fds.join(','),
+      fdNames: passed.names.join(','),
+    });
+  }
 
   // Loaded here rather than at the top so that --help and usage errors work where the proxy
   // cannot (no addon, another OS).
   let proxy: Proxy;
   try {
     const { createProxy } = await import('../lib/proxy.js');
-    proxy = createProxy(toProxyOptions(flags));
+    proxy = createProxy(options);
   } catch (err) {
     if (err instanceof InvalidOptionError) {
       io.stderr.write(`mmproxy: ${flagForOption(err.option)}: ${err.message}\n`);
@@ -171,7 +200,7 @@ async function serveWithSignals(
 
   try {
     if (signals.stop !== null) return 0;
-    return await run(proxy, flags, io, logger, hooks, signals);
+    return await run(proxy, flags, io, logger, hooks, signals, passed);
   } finally {
     await routes.teardown();
   }
@@ -184,12 +213,19 @@ async function run(
   logger: Logger,
   hooks: ServeHooks,
   signals: SignalState,
+  passed: PassedSockets | null,
 ): Promise<number> {
-  const base = { protocol: flags.protocol, listenAddr: flags.listen };
+  const listenAddr = passed ? describePassed(passed) : flags.listen;
+  const base = { protocol: flags.protocol, listenAddr };
   const localAddr = (): string => {
     const bound = proxy.address();
-    return bound ? formatEndpoint(bound) : flags.listen;
+    return bound ? formatEndpoint(bound) : listenAddr;
   };
+  const service = new ServiceNotifications(io.env, logger, proxy, () =>
+    passed && passed.fds.length > 1
+      ? `${localAddr()} and ${passed.fds.length - 1} more`
+      : localAddr(),
+  );
   const detach = logProxyEvents(proxy, logger, flags.verbosity, localAddr);
 
   // Settles the run: the first outcome wins.
@@ -199,6 +235,7 @@ async function run(
   proxy.on('error', (err) => {
     logger.error('listener failed', { ...base, error: err });
     fatal = true;
+    service.stopping(0);
     void proxy.close({ drainTimeout: 0 }).then(
       () => finish(1),
       () => finish(1),
@@ -215,7 +252,20 @@ async function run(
       detach();
       return 2;
     }
-    if (err instanceof AllowlistError) {
+    if (err instanceof ListenFdError && passed) {
+      const name = passed.names[passed.fds.indexOf(err.fd)] ?? 'unknown';
+      const directive = flags.protocol === 'tcp' ? 'ListenStream=' : 'ListenDatagram=';
+      logger.error('a socket systemd passed cannot be used', {
+        ...base,
+        fd: err.fd,
+        fdName: name,
+        found: err.found,
+        expected: err.expected,
+        error:
+          `fd ${err.fd} (${JSON.stringify(name)}) is ${err.found}; -p ${flags.protocol} needs ` +
+          `${err.expected} (${directive} in the .socket unit)`,
+      });
+    } else if (err instanceof AllowlistError) {
       logger.error('failed to load allowed subnets file', {
         path: flags.allowedSubnetsFile,
         error: e,
@@ -245,27 +295,39 @@ async function run(
   let reloading = Promise.resolve();
   const reload = (): void => {
     reloading = reloading.then(async () => {
-      const file = flags.allowedSubnetsFile;
+      service.reloading();
       const names = 'host' in proxy.options.target4 || 'host' in proxy.options.target6;
       if (names) logResolutions(await proxy.resolveTargets(), flags, logger);
-      if (file === undefined) {
-        if (!names) logger.warn('SIGHUP ignored: there is no --allowed-subnets file to reload');
+      if (names && flags.allowedSubnetsFile === undefined) {
+        service.reloaded();
         return;
       }
       try {
-        const { Allowlist } = await import('../lib/allowlist.js');
-        const list = await Allowlist.fromFile(file);
-        proxy.setAllowlist(list);
-        counters.allowlistReloads.ok++;
-        logger.info('allowed subnets reloaded', { path: file, subnets: list.size });
-      } catch (err) {
-        counters.allowlistReloads.error++;
-        logger.error('failed to reload allowed subnets; keeping the previous list', {
-          path: file,
-          error: err as Error,
-        });
+        await reloadAllowlist();
+      } finally {
+        service.reloaded();
       }
     });
+  };
+  const reloadAllowlist = async (): Promise<void> => {
+    const file = flags.allowedSubnetsFile;
+    if (file === undefined) {
+      logger.warn('SIGHUP ignored: there is no --allowed-subnets file to reload');
+      return;
+    }
+    try {
+      const { Allowlist } = await import('../lib/allowlist.js');
+      const list = await Allowlist.fromFile(file);
+      proxy.setAllowlist(list);
+      counters.allowlistReloads.ok++;
+      logger.info('allowed subnets reloaded', { path: file, subnets: list.size });
+    } catch (err) {
+      counters.allowlistReloads.error++;
+      logger.error('failed to reload allowed subnets; keeping the previous list', {
+        path: file,
+        error: err as Error,
+      });
+    }
   };
 
   let stopping = false;
@@ -274,6 +336,7 @@ async function run(
     if (!stopping) {
       stopping = true;
       const drainTimeout = flags.drainTimeout ?? proxy.options.drainTimeout;
+      service.stopping(drainTimeout);
       logger.info('shutting down: draining connections', {
         signal,
         active: proxy.stats().active,
@@ -309,9 +372,10 @@ async function run(
   logger.info('listening', {
     ...base,
     localAddr: localAddr(),
+    listenFds: passed?.fds.join(','),
     targetAddr4: flags.target4,
     targetAddr6: flags.target6,
-    listeners: flags.listeners,
+    listeners: passed ? passed.fds.length : flags.listeners,
     allowedSubnets: flags.allowedSubnetsFile,
     dynamicDestination: flags.dynamicDestination || undefined,
     dynamicDestinationAllow: flags.dynamicDestinationAllow?.join(','),
@@ -343,6 +407,8 @@ async function run(
       return 1;
     }
   }
+  // Listening, and the metrics served: the service is up.
+  service.ready();
 
   // The start-up self-check only warns: the proxy may be right where the check cannot tell.
   void selfCheck({
@@ -384,6 +450,7 @@ async function run(
   // Until serve() returns, a signal neither kills the process nor reloads a closed proxy.
   signals.handler = (signal) => logger.info('signal ignored: already stopped', { signal });
   clearInterval(timer);
+  service.close();
   await reloading;
   summary.report(logger);
   detach();
@@ -446,4 +513,14 @@ function logResolutions(
       }
     }
   }
+}
+
+/** `fd 3 "web"`, `fd 3 "web", fd 4 "web-v6"`: the passed sockets, for log lines. */
+function describePassed(passed: PassedSockets): string {
+  return passed.fds.map((fd, i) => `fd ${fd} ${JSON.stringify(passed.names[i])}`).join(', ');
+}
+
+function hostOf(hostPort: string): string {
+  const m = /^\[?(.*?)\]?:\d+$/.exec(hostPort);
+  return m ? m[1]! : hostPort;
 }

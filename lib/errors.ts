@@ -62,6 +62,27 @@ export class ResolveError extends Error {
   }
 }
 
+/**
+ * A socket given in `listenFds` (systemd's socket activation) that cannot serve the protocol: a
+ * UDP socket for TCP, a TCP socket that does not listen, a unix socket, no socket at all.
+ */
+export class ListenFdError extends Error {
+  readonly code = 'ERR_MMPROXY_LISTEN_FD';
+  /** The file descriptor. */
+  readonly fd: number;
+  /** What it is: "an IPv4 UDP socket", "not a socket". */
+  readonly found: string;
+  /** What the protocol needs: "a listening TCP socket" or "a bound UDP socket". */
+  readonly expected: string;
+  constructor(fd: number, found: string, expected: string) {
+    super(`listen fd ${fd} is ${found}, not ${expected}`);
+    this.name = 'ListenFdError';
+    this.fd = fd;
+    this.found = found;
+    this.expected = expected;
+  }
+}
+
 export interface SystemErrorDetails {
   /** Positive errno as the kernel reported it. */
   errno: number;

@@ -57,6 +57,14 @@ export interface ProxyOptions {
   mark?: number;
   /** Listening sockets (SO_REUSEPORT). */
   listeners?: number;
+  /**
+   * Sockets already open to use as the listeners instead of opening `listeners` on `listen`
+   * (systemd's socket activation: see `listenFdsFromEnv`). TCP ones must listen, UDP ones be
+   * bound; `listen()` rejects with a ListenFdError otherwise. The proxy owns them once `listen()`
+   * resolved (made non-blocking and close-on-exec; `close()` closes them); a failed `listen()`
+   * leaves them open. Excludes `listen` and `listeners`.
+   */
+  listenFds?: readonly number[];
   /** Native worker threads. */
   workers?: number;
   /** UDP: seconds a flow may be idle before it closes. */
@@ -85,8 +93,10 @@ export interface ProxyOptions {
 }
 
 export interface NormalizedOptions {
-  /** An address as given, or a name that listen() resolves. */
+  /** An address as given, or a name that listen() resolves; unused when listenFds is given. */
   listen: Endpoint | HostEndpoint;
+  /** The passed sockets to listen on, or null: open `listeners` sockets on `listen`. */
+  listenFds: readonly number[] | null;
   target4: Endpoint | HostEndpoint;
   target6: Endpoint | HostEndpoint;
   protocol: 'tcp' | 'udp';
@@ -157,6 +167,7 @@ const OPTION_NAMES = [
   'allowedSubnetsFile',
   'mark',
   'listeners',
+  'listenFds',
   'workers',
   'closeAfter',
   'headerTimeout',
@@ -508,8 +519,33 @@ export function normalizeOptions(input: ProxyOptions = {}): NormalizedOptions {
     }
   }
 
+  let listenFds: number[] | null = null;
+  if (given('listenFds')) {
+    const value = get('listenFds');
+    const expected = 'a non-empty array of distinct file descriptor numbers such as [3, 4]';
+    if (!Array.isArray(value) || value.length === 0) fail('listenFds', expected, value);
+    const fds = value as unknown[];
+    for (const fd of fds) {
+      if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0 || fd > 0x7fffffff)
+        fail('listenFds', expected, value, `${describe(fd)} is not a file descriptor number`);
+    }
+    if (new Set(fds).size !== fds.length) fail('listenFds', expected, value, 'a fd is repeated');
+    if (fds.length > MAX_LISTENERS) fail('listenFds', expected, value, `at most ${MAX_LISTENERS}`);
+    for (const other of ['listen', 'listeners'] as const) {
+      if (given(other)) {
+        throw new InvalidOptionError(
+          other,
+          `options "listenFds" and "${other}" cannot both be given: the passed sockets are ` +
+            'the listeners; use listenFds such as [3], or listen such as "0.0.0.0:8443"',
+        );
+      }
+    }
+    listenFds = fds as number[];
+  }
+
   return {
     listen: endpoint('listen', or('listen', DEFAULTS.listen)),
+    listenFds: listenFds === null ? null : Object.freeze([...listenFds]),
     target4: endpoint('target4', or('target4', DEFAULTS.target4)),
     target6: endpoint('target6', or('target6', DEFAULTS.target6)),
     protocol: oneOf('protocol', or('protocol', DEFAULTS.protocol), ['tcp', 'udp'] as const),

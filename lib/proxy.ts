@@ -4,7 +4,7 @@
 import { EventEmitter } from 'node:events';
 import { isIPv4 } from 'node:net';
 import { parseIp, type Allowlist } from './allowlist.js';
-import { systemError, type SystemError } from './errors.js';
+import { ListenFdError, systemError, type SystemError } from './errors.js';
 import {
   loadNative,
   NATIVE_REJECT_REASONS,
@@ -165,6 +165,7 @@ export class Proxy extends EventEmitter<ProxyEvents> {
           protocol: o.protocol,
           closeAfterMs: Math.ceil(o.closeAfter * 1000),
           maxFlows: o.maxFlows,
+          ...(o.listenFds ? { listenFds: [...o.listenFds] } : {}),
         },
         (meta, addresses, bytes, errors) => this.#onBatch(meta, addresses, bytes, errors),
       );
@@ -173,7 +174,10 @@ export class Proxy extends EventEmitter<ProxyEvents> {
       try {
         bound = engine.listen();
       } catch (e) {
-        const code = (e as { errno?: number }).errno;
+        const n = e as { errno?: number; listenFd?: number; found?: string; expected?: string };
+        if (typeof n.listenFd === 'number')
+          throw new ListenFdError(n.listenFd, n.found!, n.expected!);
+        const code = n.errno;
         throw fromNative(
           e,
           code === 13
@@ -196,6 +200,16 @@ export class Proxy extends EventEmitter<ProxyEvents> {
   /** The first listener's address, as `net.Server#address()` gives it; null before listen(). */
   address(): BoundAddress | null {
     return this.#address;
+  }
+
+  /**
+   * A liveness check: true when every relay worker has come round its event loop since the
+   * previous call (a worker stuck in a loop or a system call has not); each call asks them
+   * again. False unless listening. Cheap (a wake-up per worker): the command calls it at half
+   * the systemd watchdog interval and feeds the watchdog only when it is true.
+   */
+  heartbeat(): boolean {
+    return this.#state === 'listening' && this.#engine !== null && this.#engine.ping();
   }
 
   /** Swaps the allowlist atomically: connections accepted from now on are checked against it. */

@@ -13,7 +13,7 @@ namespace mmproxy {
 
 namespace {
 
-constexpr int kInterfaceVersion = 2;
+constexpr int kInterfaceVersion = 3;
 
 Napi::Value ProbeTransparent(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -86,6 +86,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("LocalTableWatch", LocalTableWatchWrap::Define(env));
   init_engine(env, exports);
   init_connect_check(env, exports);
+  init_systemd_notify(env, exports);
   return exports;
 }
 

@@ -25,6 +25,9 @@ class WorkerThread;
 struct EngineConfig {
   SockAddr listen;
   int listeners = 1;
+  // Sockets passed in (systemd's socket activation): the listeners, in place of `listeners`
+  // sockets opened on `listen`. The engine owns them once listen() succeeded.
+  std::vector<int> listen_fds;
   int workers = 1;
   int64_t header_timeout_ms = 10000;
   int64_t max_connections = 0;     // 0: unlimited
@@ -101,6 +104,11 @@ class Engine {
   // Any thread after listen() returned.
   const SockAddr& local_address() const { return local_address_; }
 
+  // JS thread: true when every worker has come round its event loop since the previous call
+  // (it answered that call's ping); then pings each again. A worker stuck in a loop or a system
+  // call does not answer. False once the workers are gone. Cheap: one eventfd write per worker.
+  bool ping();
+
   // JS thread: hand decisions to their workers (one wake-up per worker per call).
   void decide(std::vector<Decision>&& decisions);
   // JS thread: swap the allowlist atomically; null allows everyone.
@@ -128,6 +136,9 @@ class Engine {
   bool claim_listener_failure(int index);
 
  private:
+  // JS thread, from listen(): config_.listen_fds checked and made the listeners.
+  int adopt_listeners(SocketError* err);
+
   EngineConfig config_;
   std::vector<UniqueFd> listeners_;
   SockAddr local_address_;

@@ -25,12 +25,14 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                            InstanceMethod<&EngineWrap::Stats>("stats"),
                            InstanceMethod<&EngineWrap::Close>("close"),
                            InstanceMethod<&EngineWrap::Hurry>("hurry"),
+                           InstanceMethod<&EngineWrap::Ping>("ping"),
                            InstanceMethod<&EngineWrap::Ref>("ref"),
                            InstanceMethod<&EngineWrap::Unref>("unref"),
                        });
   }
 
-  // new Engine({listen: {address, port}, listeners, workers, headerTimeoutMs, maxConnections},
+  // new Engine({listen: {address, port}, listeners, workers, headerTimeoutMs, maxConnections,
+  //             protocol, closeAfterMs, maxFlows, listenFds?: number[]},
   //            onBatch(meta, addresses, headerBytes, errors)), see Deliver()
   EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {
     Napi::Env env = info.Env();
@@ -51,6 +53,22 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       config.close_after_ms = c.Get("closeAfterMs").As<Napi::Number>().Int64Value();
     if (c.Get("maxFlows").IsNumber())
       config.max_flows = c.Get("maxFlows").As<Napi::Number>().Int64Value();
+    Napi::Value fds = c.Get("listenFds");
+    if (fds.IsArray()) {
+      Napi::Array list = fds.As<Napi::Array>();
+      for (uint32_t i = 0; i < list.Length(); i++) {
+        Napi::Value v = list.Get(i);
+        const double fd = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+        bool repeated = false;
+        for (int seen : config.listen_fds) repeated = repeated || seen == fd;
+        if (!(fd >= 0 && fd <= 2147483647.0) || fd != std::floor(fd) || repeated) {
+          Napi::TypeError::New(env, "listenFds must be distinct file descriptor numbers")
+              .ThrowAsJavaScriptException();
+          return;
+        }
+        config.listen_fds.push_back(int(fd));
+      }
+    }
     if (config.listeners < 1 || config.workers < 1) {
       Napi::RangeError::New(env, "listeners and workers must be at least 1")
           .ThrowAsJavaScriptException();
@@ -84,14 +102,31 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     SocketError err;
     if (engine_->listen(&err) != 0) {
       tsfn_.Release();
-      system_error(env, err.err, err.syscall, &engine_->config().listen)
-          .ThrowAsJavaScriptException();
+      ListenError(env, err).ThrowAsJavaScriptException();
       return env.Undefined();
     }
     listening_ = true;
     cleanup_ = env.AddCleanupHook(std::function<void()>([this] { engine_->close(0); }));
     has_cleanup_ = true;
     return endpoint_to_js(env, engine_->local_address());
+  }
+
+  // A passed socket of the wrong kind is an Error with listenFd, found and expected (no errno:
+  // lib/ makes it a ListenFdError); anything else a system error, with the listening address
+  // when the engine opened the sockets itself.
+  Napi::Error ListenError(Napi::Env env, const SocketError& err) {
+    const EngineConfig& config = engine_->config();
+    if (err.fd >= 0 && !err.found.empty()) {
+      const char* expected = expected_listener(config.type);
+      Napi::Error e = Napi::Error::New(
+          env, "listen fd " + std::to_string(err.fd) + " is " + err.found + ", not " + expected);
+      e.Set("listenFd", Napi::Number::New(env, err.fd));
+      e.Set("found", Napi::String::New(env, err.found));
+      e.Set("expected", Napi::String::New(env, expected));
+      return e;
+    }
+    return system_error(env, err.err, err.syscall,
+                        config.listen_fds.empty() ? &config.listen : nullptr);
   }
 
   // The batch goes to JavaScript as onBatch(meta, addresses, headerBytes, errors): per header
@@ -325,6 +360,12 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     tsfn_.Release();  // queued batches still run; the finalizer then drops self_
     // Node frees the function on a later turn of the loop: nothing may touch it from now on.
     released_ = true;
+  }
+
+  // ping() → whether every worker answered the previous ping; sends the next (Engine::ping).
+  Napi::Value Ping(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return Napi::Boolean::New(env, listening_ && !closing_ && engine_->ping());
   }
 
   Napi::Value Hurry(const Napi::CallbackInfo& info) {

@@ -1,12 +1,14 @@
 // WorkerThread: the parts of a relay thread common to TCP and UDP.
 #include "worker_thread.h"
 
+#include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <future>
+#include <string>
 
 namespace mmproxy {
 
@@ -41,6 +43,9 @@ int WorkerThread::start(SocketError* err) {
   std::promise<void> running;
   std::future<void> started = running.get_future();
   thread_ = std::thread([this, &running] {
+    // Named for top -H and /proc/PID/task/*/comm: "mmproxy-relay0" (15 bytes at most).
+    pthread_setname_np(pthread_self(),
+                       ("mmproxy-relay" + std::to_string(index_)).substr(0, 15).c_str());
     running.set_value();
     run();
   });
@@ -81,6 +86,13 @@ void WorkerThread::begin_close(int64_t deadline_ms) {
   (void)r;
 }
 
+void WorkerThread::ping() {
+  pings_sent_.fetch_add(1, std::memory_order_acq_rel);
+  uint64_t one = 1;
+  ssize_t r = write(wake_fd_.get(), &one, sizeof one);
+  (void)r;
+}
+
 void WorkerThread::join() {
   if (thread_.joinable()) thread_.join();
 }
@@ -89,6 +101,7 @@ void WorkerThread::take_inbox(std::vector<Decision>* batch, int64_t* deadline) {
   uint64_t count;
   ssize_t r = read(wake_fd_.get(), &count, sizeof count);
   (void)r;
+  pings_answered_.store(pings_sent_.load(std::memory_order_acquire), std::memory_order_release);
   std::lock_guard<std::mutex> lock(inbox_mu_);
   batch->swap(inbox_);
   *deadline = close_deadline_ms_;

@@ -16,6 +16,7 @@ import { AllowlistError, InvalidOptionError } from '../lib/errors.js';
 
 const expectedDefaults: NormalizedOptions = {
   listen: { address: '0.0.0.0', port: 8443, family: 4 },
+  listenFds: null,
   target4: { address: '127.0.0.1', port: 443, family: 4 },
   target6: { address: '::1', port: 443, family: 6 },
   protocol: 'tcp',
@@ -422,7 +423,7 @@ test('the options object itself must be an object', () => {
 test('unknown options are named, with a suggestion and the valid names', () => {
   const valid =
     'listen, target4, target6, protocol, allowedSubnets, allowedSubnetsFile, mark, listeners, ' +
-    'workers, closeAfter, headerTimeout, drainTimeout, maxConnections, maxFlows, ' +
+    'listenFds, workers, closeAfter, headerTimeout, drainTimeout, maxConnections, maxFlows, ' +
     'dynamicDestination, dynamicDestinationAllow, local, route, verbosity';
   assert.throws(() => normalizeOptions({ targt4: '127.0.0.1:443' } as ProxyOptions), {
     name: 'InvalidOptionError',
