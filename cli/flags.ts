@@ -4,7 +4,14 @@
 import net from 'node:net';
 import yargs from 'yargs';
 import { DestinationAllowlist } from '../lib/destination-allow.js';
-import { DURATION_RULES, type DurationOption, type ProxyOptions } from '../lib/options.js';
+import {
+  DURATION_RULES,
+  ENDPOINT_RULES,
+  HOST_NAME_EXAMPLE,
+  parseEndpointText,
+  type DurationOption,
+  type ProxyOptions,
+} from '../lib/options.js';
 
 /** A command line the user must fix; `main` prints it and exits 2. */
 export class UsageError extends Error {
@@ -57,7 +64,7 @@ export const FLAGS: readonly FlagSpec[] = [
     valueName: 'ADDR',
     defaultText: '0.0.0.0:8443',
     example: '0.0.0.0:8443',
-    help: 'Address the proxy listens on',
+    help: 'Address (or host name) the proxy listens on',
   },
   {
     name: '4',
@@ -66,7 +73,7 @@ export const FLAGS: readonly FlagSpec[] = [
     valueName: 'ADDR',
     defaultText: '127.0.0.1:443',
     example: '127.0.0.1:443',
-    help: 'Address to which IPv4 traffic is forwarded',
+    help: 'Address (or host name) to which IPv4 traffic is forwarded',
   },
   {
     name: '6',
@@ -75,7 +82,7 @@ export const FLAGS: readonly FlagSpec[] = [
     valueName: 'ADDR',
     defaultText: '[::1]:443',
     example: '[::1]:443',
-    help: 'Address to which IPv6 traffic is forwarded',
+    help: 'Address (or host name) to which IPv6 traffic is forwarded',
   },
   {
     name: 'p',
@@ -459,13 +466,14 @@ interface Source {
 }
 
 function convert(spec: FlagSpec, raw: string | undefined, src: Source): unknown {
-  const bad = (what: string): UsageError => {
+  const bad = (what: string, another?: string): UsageError => {
     const example = src.isEnv
       ? `${src.display}=${spec.example}`
       : spec.kind === 'bool'
         ? flagDisplay(spec)
         : `${flagDisplay(spec)} ${spec.example}`;
-    return new UsageError(`mmproxy: ${src.display} ${what}, e.g. ${example} (got "${raw ?? ''}")`);
+    const examples = another === undefined ? example : `${example} or ${another}`;
+    return new UsageError(`mmproxy: ${src.display} ${what}, e.g. ${examples} (got "${raw ?? ''}")`);
   };
   switch (spec.kind) {
     case 'bool': {
@@ -489,17 +497,15 @@ function convert(spec: FlagSpec, raw: string | undefined, src: Source): unknown 
     case 'listen':
     case 'target4':
     case 'target6': {
-      const hp = raw === undefined ? undefined : parseHostPort(raw);
-      const family = spec.kind === 'target4' ? 4 : spec.kind === 'target6' ? 6 : 0;
-      const minPort = spec.kind === 'listen' ? 0 : 1;
-      const ipKind = family === 4 ? 'an IPv4' : family === 6 ? 'an IPv6' : 'an IP';
-      if (
-        !hp ||
-        net.isIP(hp.host) === 0 ||
-        (family !== 0 && net.isIP(hp.host) !== family) ||
-        hp.port < minPort
-      ) {
-        throw bad(`must be ${ipKind} address and port (IPv6 in brackets)`);
+      // The library's rule for the option: an address, or a name resolved at start.
+      const checked = parseEndpointText(spec.kind, raw ?? '');
+      if (checked.problem !== undefined) {
+        const rule = ENDPOINT_RULES[spec.kind];
+        const port = rule.example.slice(rule.example.lastIndexOf(':'));
+        const named = src.isEnv
+          ? `${src.display}=${HOST_NAME_EXAMPLE}${port}`
+          : `${flagDisplay(spec)} ${HOST_NAME_EXAMPLE}${port}`;
+        throw bad(`must be ${rule.kind} and a port (IPv6 in brackets; ${checked.problem})`, named);
       }
       return raw;
     }
@@ -616,7 +622,18 @@ export function helpText(version: string): string {
     `  ${'--version'.padEnd(width)}The version`,
     '',
     'Signals: SIGTERM/SIGINT drain connections (a second one stops at once); SIGHUP reloads',
-    '--allowed-subnets. Exit status: 0 clean stop, 1 runtime failure, 2 usage error.',
+    '--allowed-subnets and resolves the -4/-6 host names again (for new connections).',
+    'Host names (-l, -4, -6 NAME:PORT) are looked up with getaddrinfo, /etc/hosts included: -4',
+    'takes an IPv4 address, -6 an IPv6 one, -l the first IPv4 one (else IPv6); localhost is',
+    '127.0.0.1 or ::1 without a lookup. A name that does not resolve at start is a usage error.',
+    'Exit status: 0 clean stop, 1 runtime failure, 2 usage error.',
+    '',
+    'systemd: with NOTIFY_SOCKET (Type=notify) it sends READY=1 once listening, RELOADING=1 and',
+    'READY=1 around a SIGHUP reload, STOPPING=1 when a drain begins, STATUS= with the live count,',
+    'and WATCHDOG=1 (WatchdogSec=) while every relay worker answers. With LISTEN_FDS and',
+    'LISTEN_PID (socket activation) the sockets systemd passed are the listeners: -l and',
+    '--listeners are not used, and each socket must suit -p (ListenStream= for tcp,',
+    'ListenDatagram= for udp).',
     '',
   ].join('\n');
 }

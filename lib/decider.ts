@@ -88,7 +88,7 @@ function familyOf(address: string): 4 | 6 {
 }
 
 export class Decider {
-  readonly #config: DecisionConfig;
+  readonly #config: { -readonly [K in keyof DecisionConfig]: DecisionConfig[K] };
   readonly #destinations: DestinationAllowlist | null;
   readonly #route: RouteHook | null;
   readonly #sink: DecisionSink;
@@ -101,7 +101,7 @@ export class Decider {
     sink: DecisionSink,
     hostAddresses: HostAddresses,
   ) {
-    this.#config = config;
+    this.#config = { ...config };
     this.#destinations =
       config.dynamicDestinationAllow === null
         ? null
@@ -109,6 +109,12 @@ export class Decider {
     this.#route = route;
     this.#sink = sink;
     this.#hostAddresses = hostAddresses;
+  }
+
+  /** New targets (a host name resolved again): for the connections decided from now on. */
+  setTargets(target4: Endpoint, target6: Endpoint): void {
+    this.#config.target4 = target4;
+    this.#config.target6 = target6;
   }
 
   /** The native worker that later answers (async route hooks) go to. */

@@ -36,6 +36,53 @@ export class AllowlistError extends Error {
   }
 }
 
+/**
+ * A host name given for an option (`listen`, `target4`, `target6`) that did not resolve to an
+ * address of the family the option needs. `cause` is the resolver's error, when there was one.
+ */
+export class ResolveError extends Error {
+  readonly code = 'ERR_MMPROXY_RESOLVE';
+  readonly option: string;
+  readonly host: string;
+  /** The family asked for: 4, 6, or 0 for either. */
+  readonly family: 0 | 4 | 6;
+  /** Why, in a few words: "no such name, or no IPv4 address for it (ENOTFOUND)". */
+  readonly reason: string;
+  constructor(option: string, host: string, family: 0 | 4 | 6, reason: string, cause?: unknown) {
+    const kind = family === 0 ? 'an IP address' : `an IPv${family} address`;
+    super(
+      `option "${option}": cannot resolve ${JSON.stringify(host)} to ${kind}: ${reason}`,
+      cause === undefined ? undefined : { cause },
+    );
+    this.name = 'ResolveError';
+    this.option = option;
+    this.host = host;
+    this.family = family;
+    this.reason = reason;
+  }
+}
+
+/**
+ * A socket given in `listenFds` (systemd's socket activation) that cannot serve the protocol: a
+ * UDP socket for TCP, a TCP socket that does not listen, a unix socket, no socket at all.
+ */
+export class ListenFdError extends Error {
+  readonly code = 'ERR_MMPROXY_LISTEN_FD';
+  /** The file descriptor. */
+  readonly fd: number;
+  /** What it is: "an IPv4 UDP socket", "not a socket". */
+  readonly found: string;
+  /** What the protocol needs: "a listening TCP socket" or "a bound UDP socket". */
+  readonly expected: string;
+  constructor(fd: number, found: string, expected: string) {
+    super(`listen fd ${fd} is ${found}, not ${expected}`);
+    this.name = 'ListenFdError';
+    this.fd = fd;
+    this.found = found;
+    this.expected = expected;
+  }
+}
+
 export interface SystemErrorDetails {
   /** Positive errno as the kernel reported it. */
   errno: number;

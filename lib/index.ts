@@ -1,5 +1,5 @@
 // The package's public entry point: the proxy, its options and allowlist, the PROXY header codec,
-// the self-check, and the error classes.
+// the self-check, systemd's service protocol, and the error classes.
 export { createProxy, Proxy } from './proxy.js';
 export type { ProxyEvents } from './proxy.js';
 export type {
@@ -15,7 +15,8 @@ export type {
   UdpStats,
 } from './proxy-types.js';
 export { normalizeOptions, loadAllowlist, DEFAULTS } from './options.js';
-export type { ProxyOptions, NormalizedOptions, EndpointInput } from './options.js';
+export type { ProxyOptions, NormalizedOptions, EndpointInput, HostEndpoint } from './options.js';
+export type { ResolvedEndpoint, ResolvedTargets, TargetResolution } from './targets.js';
 export { Allowlist } from './allowlist.js';
 export {
   decodeHeader,
@@ -51,5 +52,20 @@ export type {
 } from './self-check.js';
 export { spoofRefusal, localAddresses } from './source-policy.js';
 export type { SpoofRefusal } from './source-policy.js';
-export { ProxyProtocolError, InvalidOptionError, AllowlistError } from './errors.js';
+export {
+  listenFdsFromEnv,
+  watchdogUsecFromEnv,
+  monotonicUsec,
+  SystemdNotifier,
+  SystemdEnvError,
+  LISTEN_FDS_START,
+} from './systemd.js';
+export type { PassedSockets, SystemdNotifierOptions } from './systemd.js';
+export {
+  ProxyProtocolError,
+  InvalidOptionError,
+  AllowlistError,
+  ResolveError,
+  ListenFdError,
+} from './errors.js';
 export type { SystemError } from './errors.js';

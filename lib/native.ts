@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { UdpStats } from './proxy-types.js';
 
 /** The version of the JS ↔ native interface this build of lib/ speaks. */
-export const NATIVE_INTERFACE_VERSION = 3;
+export const NATIVE_INTERFACE_VERSION = 4;
 
 export interface ProbeResult {
   ok: boolean;
@@ -32,6 +32,8 @@ export interface NativeEngineConfig {
   closeAfterMs: number;
   /** UDP: the flow table's bound. */
   maxFlows: number;
+  /** Passed sockets to adopt as the listeners, in place of `listeners` sockets on `listen`. */
+  listenFds?: number[];
 }
 
 /** [id, errno (positive), syscall, sourceAddress, sourcePort, targetAddress, targetPort]:
@@ -90,6 +92,8 @@ export interface NativeEngine {
   close(drainMs: number): Promise<void>;
   /** Ends a running close()'s drain now. */
   hurry(): void;
+  /** Whether every worker answered the previous ping (came round its loop); sends the next. */
+  ping(): boolean;
 }
 
 /**
@@ -138,6 +142,8 @@ export interface NativeAddon {
     mark: number,
     timeoutMs: number,
   ): Promise<ProbeResult>;
+  /** One datagram to systemd's notification socket (a path, or "@name"); never blocks. */
+  notify(socketPath: string, message: string): ProbeResult;
   Engine: new (config: NativeEngineConfig) => NativeEngine;
   /** Attaches worker `index` of the listening engine `engineId` to this thread. */
   Driver: new (

@@ -10,6 +10,7 @@ import { AllowlistError, InvalidOptionError } from './errors.js';
 
 /** An address and port given as an object, e.g. what `server.address()` returns. */
 export interface EndpointInput {
+  /** An IP address, or a host name resolved by listen(). */
   address: string;
   port: number;
   family?: 'IPv4' | 'IPv6' | 4 | 6;
@@ -22,16 +23,31 @@ export interface Endpoint {
   family: 4 | 6;
 }
 
+/**
+ * An endpoint given by host name. listen() resolves it (lib/resolve.ts); the proxy's
+ * resolveTargets() resolves target names again.
+ */
+export interface HostEndpoint {
+  /** The name as given. */
+  host: string;
+  port: number;
+  /** The family to resolve: 4 or 6, or 0 for either (listen: IPv4 first). */
+  family: 0 | 4 | 6;
+}
+
 import type { RouteHook } from './proxy-types.js';
 export type { RouteHook };
 
 /** What createProxy accepts. Every option is optional; DEFAULTS fills the gaps. */
 export interface ProxyOptions {
-  /** Where to accept load balancer connections: "0.0.0.0:8443", "[::]:8443" or {address, port}. Port 0 = ephemeral. */
+  /**
+   * Where to accept load balancer connections: "0.0.0.0:8443", "[::]:8443", "name:8443" or
+   * {address, port}. Port 0 = ephemeral. A name is resolved by listen(), IPv4 first.
+   */
   listen?: string | EndpointInput;
-  /** Upstream for IPv4 clients: "127.0.0.1:443". */
+  /** Upstream for IPv4 clients: "127.0.0.1:443", or "name:443" resolved to an IPv4 address. */
   target4?: string | EndpointInput;
-  /** Upstream for IPv6 clients: "[::1]:443". */
+  /** Upstream for IPv6 clients: "[::1]:443", or "name:443" resolved to an IPv6 address. */
   target6?: string | EndpointInput;
   protocol?: 'tcp' | 'udp';
   /** Load balancer subnets allowed to connect, given in code. Excludes allowedSubnetsFile. */
@@ -42,6 +58,14 @@ export interface ProxyOptions {
   mark?: number;
   /** Listening sockets (SO_REUSEPORT). */
   listeners?: number;
+  /**
+   * Sockets already open to use as the listeners instead of opening `listeners` on `listen`
+   * (systemd's socket activation: see `listenFdsFromEnv`). TCP ones must listen, UDP ones be
+   * bound; `listen()` rejects with a ListenFdError otherwise. The proxy owns them once `listen()`
+   * resolved (made non-blocking and close-on-exec; `close()` closes them); a failed `listen()`
+   * leaves them open. Excludes `listen` and `listeners`.
+   */
+  listenFds?: readonly number[];
   /** Native worker threads. */
   workers?: number;
   /** UDP: seconds a flow may be idle before it closes. */
@@ -80,9 +104,12 @@ export interface ProxyOptions {
 }
 
 export interface NormalizedOptions {
-  listen: Endpoint;
-  target4: Endpoint;
-  target6: Endpoint;
+  /** An address as given, or a name that listen() resolves; unused when listenFds is given. */
+  listen: Endpoint | HostEndpoint;
+  /** The passed sockets to listen on, or null: open `listeners` sockets on `listen`. */
+  listenFds: readonly number[] | null;
+  target4: Endpoint | HostEndpoint;
+  target6: Endpoint | HostEndpoint;
   protocol: 'tcp' | 'udp';
   /** The inline allowlist (from allowedSubnets), or null. */
   allowlist: Allowlist | null;
@@ -153,6 +180,7 @@ const OPTION_NAMES = [
   'allowedSubnetsFile',
   'mark',
   'listeners',
+  'listenFds',
   'workers',
   'closeAfter',
   'headerTimeout',
@@ -194,79 +222,169 @@ function fail(option: string, expected: string, value: unknown, detail?: string)
 const words = new Uint32Array(4);
 
 /**
- * "host:port", "[v6]:port" or {address, port} → Endpoint. `want` restricts the family;
- * `minPort` is 0 for listen (ephemeral) and 1 for targets.
+ * The rule for each address option: the family it needs (0: either), the lowest port (0 is an
+ * ephemeral port for listen), and the examples messages show. The command's -l, -4 and -6 check
+ * the same rule through parseEndpointText, so a value passes both or neither.
  */
-function endpoint(option: string, value: unknown, want: 4 | 6 | 0, minPort: 0 | 1): Endpoint {
-  const kind = want === 4 ? 'an IPv4 address' : want === 6 ? 'an IPv6 address' : 'an IP address';
-  const stringExample =
-    option === 'listen'
-      ? '"0.0.0.0:8443" or "[::]:8443"'
-      : want === 4
-        ? '"127.0.0.1:443"'
-        : '"[::1]:443"';
-  let address: unknown;
-  let port: unknown;
-  let expected: string;
+export const ENDPOINT_RULES = {
+  listen: {
+    family: 0,
+    minPort: 0,
+    kind: 'an IP address or host name',
+    example: '0.0.0.0:8443',
+    stringExample: '"0.0.0.0:8443", "[::]:8443" or "proxy.internal:8443"',
+    objectExample: '{ address: "0.0.0.0", port: 8443 }',
+  },
+  target4: {
+    family: 4,
+    minPort: 1,
+    kind: 'an IPv4 address or host name',
+    example: '127.0.0.1:443',
+    stringExample: '"127.0.0.1:443" or "app.internal:443"',
+    objectExample: '{ address: "127.0.0.1", port: 443 }',
+  },
+  target6: {
+    family: 6,
+    minPort: 1,
+    kind: 'an IPv6 address or host name',
+    example: '[::1]:443',
+    stringExample: '"[::1]:443" or "app.internal:443"',
+    objectExample: '{ address: "::1", port: 443 }',
+  },
+} as const;
+
+export type EndpointOption = keyof typeof ENDPOINT_RULES;
+
+/** An example host name, for messages about a name. */
+export const HOST_NAME_EXAMPLE = 'app.internal';
+
+// A DNS label as resolvers and hosts files take it: letters, digits, '-' and '_' (service names
+// such as docker's), 1 to 63 characters, no '-' at either end.
+const LABEL = /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/i;
+
+/**
+ * Why `host` cannot be a host name, or null when it can be one: dot-separated labels, at most
+ * 253 characters, one trailing dot allowed. A last label that is a number is refused, because
+ * getaddrinfo would read "127.000.0.1" or "0x7f000001" as an address (inet_aton's forms).
+ */
+function hostNameProblem(host: string): string | null {
+  const name = host.endsWith('.') ? host.slice(0, -1) : host;
+  const labels = name.split('.');
+  if (name.length === 0 || name.length > 253 || !labels.every((l) => LABEL.test(l))) {
+    return `${JSON.stringify(host)} is not an IP address or host name`;
+  }
+  if (/^([0-9]+|0x[0-9a-f]*)$/i.test(labels.at(-1)!)) {
+    return `${JSON.stringify(host)} is not an IP address, and a host name does not end in a number`;
+  }
+  return null;
+}
+
+/** What parseEndpointText found: the endpoint, or the problem in words. */
+export type EndpointCheck =
+  { endpoint: Endpoint | HostEndpoint; problem?: never } | { problem: string };
+
+/** The address part and port, checked by the option's rule; the port is an integer already. */
+function checkEndpoint(
+  option: EndpointOption,
+  address: string,
+  port: number,
+  bracketed: boolean,
+  givenFamily?: unknown,
+): EndpointCheck {
+  const { family: want, minPort } = ENDPOINT_RULES[option];
+  if (address.includes('%')) return { problem: 'zone indexes such as %eth0 are not supported' };
+  const family = parseIp(address, words);
+  let checked: EndpointCheck;
+  if (family === 0) {
+    if (bracketed) {
+      return { problem: `only an IPv6 address goes in brackets, not ${JSON.stringify(address)}` };
+    }
+    const problem = hostNameProblem(address);
+    if (problem !== null) return { problem };
+    let lookFor: 0 | 4 | 6 = want;
+    if (givenFamily !== undefined) {
+      const f =
+        givenFamily === 4 || givenFamily === 'IPv4'
+          ? 4
+          : givenFamily === 6 || givenFamily === 'IPv6'
+            ? 6
+            : -1;
+      if (f === -1 || (want !== 0 && f !== want)) {
+        return { problem: `family ${JSON.stringify(givenFamily)} is not one ${option} can use` };
+      }
+      lookFor = f;
+    }
+    checked = { endpoint: { host: address, port, family: lookFor } };
+  } else {
+    if (bracketed && family === 4) return { problem: 'only an IPv6 address goes in brackets' };
+    if (want !== 0 && family !== want) {
+      return { problem: `${JSON.stringify(address)} is IPv${family}` };
+    }
+    if (givenFamily !== undefined && givenFamily !== family && givenFamily !== `IPv${family}`) {
+      return { problem: `family ${JSON.stringify(givenFamily)} does not match the address` };
+    }
+    checked = {
+      endpoint: {
+        address: family === 4 ? formatV4(words[3]!) : formatV6(words),
+        port,
+        family,
+      },
+    };
+  }
+  if (!Number.isInteger(port) || port < minPort || port > 65535) {
+    return { problem: `the port must be a whole number from ${minPort} to 65535` };
+  }
+  return checked;
+}
+
+/**
+ * "address:port", "[v6]:port" or "name:port" by the option's rule: an Endpoint for an address, a
+ * HostEndpoint for a name (resolved later), or the problem in words.
+ */
+export function parseEndpointText(option: EndpointOption, text: string): EndpointCheck {
+  let address: string;
+  let portText: string;
   let bracketed = false;
+  if (text.startsWith('[')) {
+    const close = text.indexOf(']');
+    if (close < 0 || text[close + 1] !== ':') return { problem: 'write the port after "]:"' };
+    address = text.slice(1, close);
+    portText = text.slice(close + 2);
+    bracketed = true;
+  } else {
+    const colon = text.lastIndexOf(':');
+    if (colon < 0) return { problem: 'the port is missing' };
+    address = text.slice(0, colon);
+    portText = text.slice(colon + 1);
+    if (address.includes(':')) return { problem: 'put an IPv6 address in brackets: "[::1]:443"' };
+  }
+  if (!/^[0-9]{1,5}$/.test(portText)) {
+    const { minPort } = ENDPOINT_RULES[option];
+    return { problem: `the port must be a whole number from ${minPort} to 65535` };
+  }
+  return checkEndpoint(option, address, Number(portText), bracketed);
+}
+
+/** "host:port", "[v6]:port", "name:port" or {address, port} → Endpoint or HostEndpoint. */
+function endpoint(option: EndpointOption, value: unknown): Endpoint | HostEndpoint {
+  const rule = ENDPOINT_RULES[option];
+  let checked: EndpointCheck;
+  let expected = `${rule.kind} and port such as ${rule.stringExample}`;
   if (typeof value === 'string') {
-    expected = `${kind} and port such as ${stringExample}`;
-    const bad = (detail?: string): never => fail(option, expected, value, detail);
-    let portText: string;
-    if (value.startsWith('[')) {
-      const close = value.indexOf(']');
-      if (close < 0 || value[close + 1] !== ':') bad('write the port after "]:"');
-      address = value.slice(1, close);
-      portText = value.slice(close + 2);
-      bracketed = true;
-    } else {
-      const colon = value.lastIndexOf(':');
-      if (colon < 0) bad('the port is missing');
-      address = value.slice(0, colon);
-      portText = value.slice(colon + 1);
-      if ((address as string).includes(':')) bad('put an IPv6 address in brackets: "[::1]:443"');
-    }
-    if (!/^[0-9]{1,5}$/.test(portText)) {
-      bad(`the port must be a whole number from ${minPort} to 65535`);
-    }
-    port = Number(portText);
+    checked = parseEndpointText(option, value);
   } else if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
-    const objectExample =
-      option === 'listen'
-        ? '{ address: "0.0.0.0", port: 8443 }'
-        : want === 4
-          ? '{ address: "127.0.0.1", port: 443 }'
-          : '{ address: "::1", port: 443 }';
-    expected = `${kind} and port such as ${objectExample}`;
+    expected = `${rule.kind} and port such as ${rule.objectExample}`;
     const extra = Object.keys(value).filter((k) => !['address', 'port', 'family'].includes(k));
     if (extra.length > 0) fail(option, expected, value, `unknown key "${extra[0]}"`);
-    ({ address, port } = value as { address: unknown; port: unknown });
+    const { address, port, family } = value as { address: unknown; port: unknown; family: unknown };
     if (typeof port !== 'number') fail(option, expected, value, 'port must be a number');
+    if (typeof address !== 'string') fail(option, expected, value, 'address must be a string');
+    checked = checkEndpoint(option, address as string, port as number, false, family);
   } else {
-    return fail(option, `${kind} and port such as ${stringExample}`, value);
+    return fail(option, expected, value);
   }
-  const bad = (detail?: string): never => fail(option, expected, value, detail);
-  if (typeof address !== 'string') return bad('address must be a string');
-  if (address.includes('%')) return bad('zone indexes such as %eth0 are not supported');
-  const family = parseIp(address, words);
-  if (family === 0) return bad(`${JSON.stringify(address)} is not an IP address`);
-  if (bracketed && family === 4) return bad('only an IPv6 address goes in brackets');
-  if (want !== 0 && family !== want) return bad(`${JSON.stringify(address)} is IPv${family}`);
-  const portNumber = port as number;
-  if (!Number.isInteger(portNumber) || portNumber < minPort || portNumber > 65535) {
-    return bad(`the port must be a whole number from ${minPort} to 65535`);
-  }
-  if (typeof value === 'object') {
-    const given = (value as EndpointInput).family;
-    if (given !== undefined && given !== family && given !== `IPv${family}`) {
-      return bad(`family ${JSON.stringify(given)} does not match the address`);
-    }
-  }
-  return {
-    address: family === 4 ? formatV4(words[3]!) : formatV6(words),
-    port: portNumber,
-    family,
-  };
+  if (checked.problem !== undefined) return fail(option, expected, value, checked.problem);
+  return checked.endpoint;
 }
 
 function integer(
@@ -438,10 +556,35 @@ export function normalizeOptions(input: ProxyOptions = {}): NormalizedOptions {
     }
   }
 
+  let listenFds: number[] | null = null;
+  if (given('listenFds')) {
+    const value = get('listenFds');
+    const expected = 'a non-empty array of distinct file descriptor numbers such as [3, 4]';
+    if (!Array.isArray(value) || value.length === 0) fail('listenFds', expected, value);
+    const fds = value as unknown[];
+    for (const fd of fds) {
+      if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0 || fd > 0x7fffffff)
+        fail('listenFds', expected, value, `${describe(fd)} is not a file descriptor number`);
+    }
+    if (new Set(fds).size !== fds.length) fail('listenFds', expected, value, 'a fd is repeated');
+    if (fds.length > MAX_LISTENERS) fail('listenFds', expected, value, `at most ${MAX_LISTENERS}`);
+    for (const other of ['listen', 'listeners'] as const) {
+      if (given(other)) {
+        throw new InvalidOptionError(
+          other,
+          `options "listenFds" and "${other}" cannot both be given: the passed sockets are ` +
+            'the listeners; use listenFds such as [3], or listen such as "0.0.0.0:8443"',
+        );
+      }
+    }
+    listenFds = fds as number[];
+  }
+
   return {
-    listen: endpoint('listen', or('listen', DEFAULTS.listen), 0, 0),
-    target4: endpoint('target4', or('target4', DEFAULTS.target4), 4, 1),
-    target6: endpoint('target6', or('target6', DEFAULTS.target6), 6, 1),
+    listen: endpoint('listen', or('listen', DEFAULTS.listen)),
+    listenFds: listenFds === null ? null : Object.freeze([...listenFds]),
+    target4: endpoint('target4', or('target4', DEFAULTS.target4)),
+    target6: endpoint('target6', or('target6', DEFAULTS.target6)),
     protocol: oneOf('protocol', or('protocol', DEFAULTS.protocol), ['tcp', 'udp'] as const),
     allowlist,
     allowedSubnetsFile,

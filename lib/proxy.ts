@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import type { Allowlist } from './allowlist.js';
 import type { DecisionConfig } from './decider.js';
-import { systemError, type SystemError } from './errors.js';
+import { ListenFdError, systemError, type SystemError } from './errors.js';
 import {
   loadNative,
   NATIVE_REJECT_REASONS,
@@ -39,6 +39,7 @@ import {
   type RelayWorkerData,
   type ToWorker,
 } from './worker-messages.js';
+import { Targets, type ResolvedTargets, type TargetResolution } from './targets.js';
 
 const PERMISSION_HINT =
   'Connecting from client addresses needs CAP_NET_ADMIN or CAP_NET_RAW: run as root, or grant ' +
@@ -111,11 +112,14 @@ export class Proxy extends EventEmitter<ProxyEvents> {
   readonly #dynamicDestinationAllow: readonly string[] | null;
   // Which events have listeners, read by every worker thread before it builds an event.
   readonly #interest = new Int32Array(new SharedArrayBuffer(INTEREST_SLOTS * 4));
+  /** The listen and target addresses, names resolved; #decide reads the targets from here. */
+  readonly #targets: Targets;
 
   constructor(options: ProxyOptions = {}) {
     super();
     this.options = normalizeOptions(options);
     this.#dynamicDestinationAllow = options.dynamicDestinationAllow ?? null;
+    this.#targets = new Targets(this.options);
     this.#addon = loadNative();
     const track = (event: string | symbol, adding: boolean): void => {
       if (event !== 'connection' && event !== 'reject' && event !== 'connectionError') return;
@@ -127,7 +131,10 @@ export class Proxy extends EventEmitter<ProxyEvents> {
     plain.on('removeListener', (event: string | symbol) => track(event, false));
   }
 
-  /** Opens the listeners. Resolves once they accept; rejects with a Node-shaped system error. */
+  /**
+   * Resolves the names among listen/target4/target6, then opens the listeners. Resolves once they
+   * accept; rejects with a ResolveError for a name, or a Node-shaped system error.
+   */
   async listen(): Promise<void> {
     if (this.#state !== 'new') {
       throw Object.assign(new Error(`listen() was already called (the proxy is ${this.#state})`), {
@@ -158,9 +165,11 @@ export class Proxy extends EventEmitter<ProxyEvents> {
         // setAllowlist() while the file was read wins: the last call is the list in force.
         if (this.#allowlistVersion === version) this.#allowlist = loaded;
       }
+      // Names: the listen address, and the targets resolveTargets() has not resolved yet.
+      const listen = await this.#targets.forListen();
       const o = this.options;
       const engine = new this.#addon.Engine({
-        listen: { address: o.listen.address, port: o.listen.port },
+        listen: { address: listen.address, port: listen.port },
         listeners: o.listeners,
         workers: o.workers,
         // Whole milliseconds for the addon, rounded up: a timeout below 1 ms is not 0.
@@ -169,13 +178,17 @@ export class Proxy extends EventEmitter<ProxyEvents> {
         protocol: o.protocol,
         closeAfterMs: Math.ceil(o.closeAfter * 1000),
         maxFlows: o.maxFlows,
+        ...(o.listenFds ? { listenFds: [...o.listenFds] } : {}),
       });
       engine.setAllowlist(this.#allowlist ? this.#allowlist.compile() : null);
       let bound;
       try {
         bound = engine.listen();
       } catch (e) {
-        const code = (e as { errno?: number }).errno;
+        const n = e as { errno?: number; listenFd?: number; found?: string; expected?: string };
+        if (typeof n.listenFd === 'number')
+          throw new ListenFdError(n.listenFd, n.found!, n.expected!);
+        const code = n.errno;
         throw fromNative(
           e,
           code === 13
@@ -206,11 +219,45 @@ export class Proxy extends EventEmitter<ProxyEvents> {
     return this.#address;
   }
 
+  /**
+   * A liveness check: true when every relay worker has come round its event loop since the
+   * previous call (a worker stuck in a loop or a system call has not); each call asks them
+   * again. False unless listening. Cheap (a wake-up per worker): the command calls it at half
+   * the systemd watchdog interval and feeds the watchdog only when it is true.
+   */
+  heartbeat(): boolean {
+    return this.#state === 'listening' && this.#engine !== null && this.#engine.ping();
+  }
+
   /** Swaps the allowlist atomically: connections accepted from now on are checked against it. */
   setAllowlist(list: Allowlist | null): void {
     this.#allowlist = list;
     this.#allowlistVersion++;
     this.#engine?.setAllowlist(list ? list.compile() : null);
+  }
+
+  /**
+   * Resolves the target4/target6 names again (SIGHUP in the command). Connections accepted from
+   * then on go to the new addresses; live ones keep theirs. A name that does not resolve keeps
+   * its previous address, and its entry says why. One entry per target given by name.
+   */
+  async resolveTargets(): Promise<TargetResolution[]> {
+    const results = await this.#targets.refresh();
+    if (results.some((r) => r.changed)) {
+      // Every worker thread decides with the new pair from its next connection on.
+      const m: ToWorker = {
+        type: 'targets',
+        target4: this.#targets.for(4),
+        target6: this.#targets.for(6),
+      };
+      for (const w of this.#workers) w.postMessage(m);
+    }
+    return results;
+  }
+
+  /** The target addresses in force; null for a name not resolved yet. */
+  get targets(): Readonly<ResolvedTargets> {
+    return this.#targets.current;
   }
 
   /** The allowlist in force (null: everyone is allowed). */
@@ -286,8 +333,8 @@ export class Proxy extends EventEmitter<ProxyEvents> {
     const o = this.options;
     const config: DecisionConfig = {
       protocol: o.protocol,
-      target4: o.target4,
-      target6: o.target6,
+      target4: this.#targets.for(4),
+      target6: this.#targets.for(6),
       mark: o.mark,
       dynamicDestination: o.dynamicDestination,
       dynamicDestinationAllow: this.#dynamicDestinationAllow,

@@ -72,6 +72,7 @@ function mainThreadRoute(): RouteHook {
   >();
   let next = 0;
   port.on('message', (m: ToWorker) => {
+    if (m.type === 'targets') return;
     const w = waiting.get(m.id);
     if (!w) return;
     waiting.delete(m.id);
@@ -142,6 +143,9 @@ async function main(): Promise<void> {
     return;
   }
   decider.attach(driver);
+  port.on('message', (m: ToWorker) => {
+    if (m.type === 'targets') decider.setTargets(m.target4, m.target6);
+  });
   send({ type: 'ready' });
 }
 

@@ -6,8 +6,11 @@
 import { execFile } from 'node:child_process';
 import { isIPv4, isIPv6 } from 'node:net';
 import { getSystemErrorName } from 'node:util';
+import { ResolveError } from './errors.js';
 import { loadNative, type NativeAddon } from './native.js';
+import { parseEndpointText } from './options.js';
 import type { Endpoint } from './proxy-types.js';
+import { resolveHost } from './resolve.js';
 
 export type CheckStatus = 'ok' | 'fail' | 'skip';
 
@@ -210,11 +213,60 @@ export const runIp: IpRunner = async (args) => {
   return { code: -1, stdout: '', stderr: 'the ip command (iproute2) is not installed' };
 };
 
-function endpointOf(t: string | Endpoint): Endpoint | null {
-  if (typeof t !== 'string') return t;
-  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(t);
-  if (!m) return null;
-  return { address: m[1] ?? m[2]!, port: Number(m[3]) };
+/**
+ * A target as the proxy's options take it, a name resolved as the proxy resolves it; the item
+ * that says what is wrong otherwise, and one that says what a name resolved to.
+ */
+async function targetOf(
+  family: 4 | 6,
+  t: string | Endpoint,
+  timeoutMs: number,
+): Promise<{ target: Endpoint | null; item: CheckItem | null }> {
+  const name = `IPv${family}`;
+  const flag = family === 4 ? '-4' : '-6';
+  if (typeof t !== 'string') return { target: t, item: null };
+  const checked = parseEndpointText(family === 4 ? 'target4' : 'target6', t);
+  if (checked.problem !== undefined) {
+    return {
+      target: null,
+      item: {
+        id: `target-ipv${family}`,
+        title: `${name} target`,
+        status: 'fail',
+        detail: `${JSON.stringify(t)} is not an ${name} address or host name and port: ${checked.problem}`,
+        fix: [family === 4 ? '-4 127.0.0.1:443' : '-6 [::1]:443'],
+      },
+    };
+  }
+  const e = checked.endpoint;
+  if (!('host' in e)) return { target: { address: e.address, port: e.port }, item: null };
+  try {
+    const r = await resolveHost(`target${family}`, e.host, family, { timeoutMs });
+    return {
+      target: { address: r.address, port: e.port },
+      item: {
+        id: `name-ipv${family}`,
+        title: `${name} target name ${e.host}`,
+        status: 'ok',
+        detail: `resolves to ${r.addresses.join(', ')}; the proxy uses ${r.address}`,
+        fix: [],
+      },
+    };
+  } catch (err) {
+    if (!(err instanceof ResolveError)) throw err;
+    return {
+      target: null,
+      item: {
+        id: `name-ipv${family}`,
+        title: `${name} target name ${e.host}`,
+        status: 'fail',
+        detail: `cannot resolve ${JSON.stringify(e.host)} to an ${name} address: ${err.reason}`,
+        fix: [
+          `add the name to /etc/hosts or DNS, or give an address: ${flag} ${family === 4 ? '127.0.0.1:443' : '[::1]:443'}`,
+        ],
+      },
+    };
+  }
 }
 
 function errnoName(errno: number | undefined): string {
@@ -250,8 +302,10 @@ export async function selfCheck(opts: SelfCheckOptions = {}): Promise<CheckItem[
     const raw = family === 4 ? opts.target4 : opts.target6;
     if (raw === undefined) continue;
     const name = `IPv${family}`;
-    const target = endpointOf(raw);
-    if (!target || !(family === 4 ? isIPv4(target.address) : isIPv6(target.address))) {
+    const { target, item } = await targetOf(family, raw, timeoutMs);
+    if (item) items.push(item);
+    if (!target) continue;
+    if (!(family === 4 ? isIPv4(target.address) : isIPv6(target.address))) {
       items.push({
         id: `target-ipv${family}`,
         title: `${name} target`,

@@ -3,7 +3,13 @@
 import type { DecisionConfig } from './decider.js';
 import { ProxyProtocolError } from './errors.js';
 import type { NativeErrorRecord } from './native.js';
-import type { ConnectionInfo, RejectInfo, RouteRequest, RouteResult } from './proxy-types.js';
+import type {
+  ConnectionInfo,
+  Endpoint,
+  RejectInfo,
+  RouteRequest,
+  RouteResult,
+} from './proxy-types.js';
 
 /** Indexes into the shared Int32Array of event interest: 1 while the event has listeners. */
 export const INTEREST = { connection: 0, reject: 1, connectionError: 2 } as const;
@@ -43,6 +49,7 @@ export type FromWorker =
   | { type: 'ended' };
 
 export type ToWorker =
+  | { type: 'targets'; target4: Endpoint; target6: Endpoint }
   | { type: 'routed'; id: number; result: RouteResult }
   | { type: 'routeFailed'; id: number; error: ErrorData };
 

@@ -13,7 +13,7 @@ namespace mmproxy {
 
 namespace {
 
-constexpr int kInterfaceVersion = 3;
+constexpr int kInterfaceVersion = 4;
 
 Napi::Value ProbeTransparent(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -87,6 +87,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   init_engine(env, exports);
   init_driver(env, exports);
   init_connect_check(env, exports);
+  init_systemd_notify(env, exports);
   return exports;
 }
 

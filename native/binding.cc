@@ -1,10 +1,11 @@
-// Conversions shared by the binding files, and connectFrom(). JavaScript thread, except
+// Conversions shared by the binding files, connectFrom() and notify(). JavaScript thread, except
 // ConnectWorker::Execute, which runs on a libuv pool thread.
 #include "binding.h"
 
 #include <cstring>
 
 #include "connect_check.h"
+#include "systemd_notify.h"
 
 namespace mmproxy {
 
@@ -97,10 +98,35 @@ Napi::Value ConnectFrom(const Napi::CallbackInfo& info) {
   return p;
 }
 
+// notify(socketPath: string, message: string) → {ok, errno?, syscall?}: one datagram to
+// systemd's notification socket, without blocking (a full queue is errno EAGAIN).
+Napi::Value Notify(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString() || !info[1].IsString()) {
+    Napi::TypeError::New(env, "notify(socketPath: string, message: string)")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string syscall;
+  const int r = send_notification(info[0].As<Napi::String>().Utf8Value(),
+                                  info[1].As<Napi::String>().Utf8Value(), &syscall);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("ok", Napi::Boolean::New(env, r == 0));
+  if (r != 0) {
+    out.Set("errno", Napi::Number::New(env, -r));
+    out.Set("syscall", Napi::String::New(env, syscall));
+  }
+  return out;
+}
+
 }  // namespace
 
 void init_connect_check(Napi::Env env, Napi::Object exports) {
   exports.Set("connectFrom", Napi::Function::New(env, ConnectFrom, "connectFrom"));
+}
+
+void init_systemd_notify(Napi::Env env, Napi::Object exports) {
+  exports.Set("notify", Napi::Function::New(env, Notify, "notify"));
 }
 
 }  // namespace mmproxy

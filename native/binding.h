@@ -1,5 +1,5 @@
-// The N-API surface: the Engine and Driver classes and connectFrom(). Only binding files include
-// <napi.h>. JavaScript thread only, except where a comment says otherwise.
+// The N-API surface: the Engine and Driver classes, connectFrom() and notify(). Only binding files
+// include <napi.h>. JavaScript thread only, except where a comment says otherwise.
 #pragma once
 
 #include <napi.h>
@@ -21,5 +21,6 @@ Napi::Object endpoint_to_js(Napi::Env env, const SockAddr& a);
 void init_engine(Napi::Env env, Napi::Object exports);
 void init_driver(Napi::Env env, Napi::Object exports);
 void init_connect_check(Napi::Env env, Napi::Object exports);
+void init_systemd_notify(Napi::Env env, Napi::Object exports);
 
 }  // namespace mmproxy

@@ -54,31 +54,33 @@ Engine::Engine(const EngineConfig& config) : config_(config) {}
 Engine::~Engine() { close(0); }
 
 int Engine::listen(SocketError* err) {
-  SockAddr addr = config_.listen;
-  for (int i = 0; i < config_.listeners; i++) {
-    UniqueFd fd = open_listener(addr, config_.type, config_.listeners > 1, config_.backlog, err);
-    if (!fd) {
-      listeners_.clear();
-      return -err->err;
+  if (!config_.listen_fds.empty()) {
+    if (adopt_listeners(err) != 0) return -err->err;
+  } else {
+    SockAddr addr = config_.listen;
+    for (int i = 0; i < config_.listeners; i++) {
+      UniqueFd fd = open_listener(addr, config_.type, config_.listeners > 1, config_.backlog, err);
+      if (!fd) {
+        listeners_.clear();
+        return -err->err;
+      }
+      if (i == 0 && addr.port() == 0) {
+        // Port 0: the other listeners share the port the kernel picked for the first.
+        SockAddr bound;
+        bound.len = sizeof bound.storage;
+        getsockname(fd.get(), bound.sa(), &bound.len);
+        addr.set_port(bound.port());
+      }
+      listeners_.push_back(std::move(fd));
     }
-    if (i == 0 && addr.port() == 0) {
-      // Port 0: the other listeners share the port the kernel picked for the first.
-      SockAddr bound;
-      bound.len = sizeof bound.storage;
-      getsockname(fd.get(), bound.sa(), &bound.len);
-      addr.set_port(bound.port());
-    }
-    if (i == 0) {
-      local_address_.len = sizeof local_address_.storage;
-      getsockname(fd.get(), local_address_.sa(), &local_address_.len);
-    }
-    listeners_.push_back(std::move(fd));
   }
+  local_address_.len = sizeof local_address_.storage;
+  getsockname(listeners_[0].get(), local_address_.sa(), &local_address_.len);
   // UDP: the kernel keeps each load balancer socket on one listener, so a listener belongs to
   // one worker and a flow never spans two threads; more workers than listeners would idle.
   const bool udp = config_.type == SOCK_DGRAM;
-  const int workers =
-      udp && config_.workers > config_.listeners ? config_.listeners : config_.workers;
+  const int listeners = int(listeners_.size());
+  const int workers = udp && config_.workers > listeners ? listeners : config_.workers;
   for (int i = 0; i < workers; i++) {
     std::unique_ptr<WorkerThread> w;
     if (udp) {
@@ -87,6 +89,9 @@ int Engine::listen(SocketError* err) {
       w = std::make_unique<TcpWorker>(*this, i);
     }
     if (w->start(err) != 0) {
+      // Passed sockets go back to their owner open, as they came.
+      if (!config_.listen_fds.empty())
+        for (UniqueFd& fd : listeners_) fd.release();
       workers_.clear();
       listeners_.clear();
       return -err->err;
@@ -96,6 +101,32 @@ int Engine::listen(SocketError* err) {
   std::lock_guard<std::mutex> lock(states_mu_);
   states_.assign(workers_.size(), WorkerState::kWaiting);
   return 0;
+}
+
+int Engine::adopt_listeners(SocketError* err) {
+  // Every one is checked before any is changed: a wrong one leaves them all as they were.
+  for (int fd : config_.listen_fds)
+    if (check_listener_fd(fd, config_.type, err) != 0) return -err->err;
+  for (int fd : config_.listen_fds)
+    if (adopt_listener(fd, config_.type, err) != 0) return -err->err;
+  for (int fd : config_.listen_fds) listeners_.emplace_back(fd);
+  return 0;
+}
+
+bool Engine::ping() {
+  std::lock_guard<std::mutex> lock(states_mu_);
+  if (closing_ || workers_.empty()) return false;
+  bool answered = true;
+  for (size_t i = 0; i < workers_.size(); i++) {
+    // A worker no thread drives (yet, or any more) cannot answer.
+    if (states_[i] != WorkerState::kAttached) {
+      answered = false;
+      continue;
+    }
+    if (!workers_[i]->answered_ping()) answered = false;
+    workers_[i]->ping();
+  }
+  return answered;
 }
 
 WorkerThread* Engine::attach(int index) {

@@ -25,6 +25,9 @@ class WorkerThread;
 struct EngineConfig {
   SockAddr listen;
   int listeners = 1;
+  // Sockets passed in (systemd's socket activation): the listeners, in place of `listeners`
+  // sockets opened on `listen`. The engine owns them once listen() succeeded.
+  std::vector<int> listen_fds;
   int workers = 1;
   int64_t header_timeout_ms = 10000;
   int64_t max_connections = 0;     // 0: unlimited
@@ -105,6 +108,10 @@ class Engine {
   // The attached thread: its worker has ended (after release()).
   void ended(int index);
 
+  // JS thread: true when every worker has come round its event loop since the previous call
+  // (it answered that call's ping); then pings each again. A worker stuck in a loop or a system
+  // call does not answer. False once the workers are gone. Cheap: one eventfd write per worker.
+  bool ping();
   // JS thread: swap the allowlist atomically; null allows everyone.
   void set_allowlist(std::shared_ptr<const AllowTable> table);
   std::shared_ptr<const AllowTable> allowlist() const;
@@ -131,6 +138,9 @@ class Engine {
 
  private:
   enum class WorkerState : uint8_t { kWaiting, kAttached, kEnded };
+
+  // JS thread, from listen(): config_.listen_fds checked and made the listeners.
+  int adopt_listeners(SocketError* err);
 
   EngineConfig config_;
   std::vector<UniqueFd> listeners_;

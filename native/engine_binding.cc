@@ -24,11 +24,12 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                            InstanceMethod<&EngineWrap::Stats>("stats"),
                            InstanceMethod<&EngineWrap::Close>("close"),
                            InstanceMethod<&EngineWrap::Hurry>("hurry"),
+                           InstanceMethod<&EngineWrap::Ping>("ping"),
                        });
   }
 
   // new Engine({listen: {address, port}, listeners, workers, headerTimeoutMs, maxConnections,
-  //             protocol, closeAfterMs, maxFlows})
+  //             protocol, closeAfterMs, maxFlows, listenFds?: number[]})
   EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {
     Napi::Env env = info.Env();
     if (!info[0].IsObject()) {
@@ -48,6 +49,22 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       config.close_after_ms = c.Get("closeAfterMs").As<Napi::Number>().Int64Value();
     if (c.Get("maxFlows").IsNumber())
       config.max_flows = c.Get("maxFlows").As<Napi::Number>().Int64Value();
+    Napi::Value fds = c.Get("listenFds");
+    if (fds.IsArray()) {
+      Napi::Array list = fds.As<Napi::Array>();
+      for (uint32_t i = 0; i < list.Length(); i++) {
+        Napi::Value v = list.Get(i);
+        const double fd = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+        bool repeated = false;
+        for (int seen : config.listen_fds) repeated = repeated || seen == fd;
+        if (!(fd >= 0 && fd <= 2147483647.0) || fd != std::floor(fd) || repeated) {
+          Napi::TypeError::New(env, "listenFds must be distinct file descriptor numbers")
+              .ThrowAsJavaScriptException();
+          return;
+        }
+        config.listen_fds.push_back(int(fd));
+      }
+    }
     if (config.listeners < 1 || config.workers < 1) {
       Napi::RangeError::New(env, "listeners and workers must be at least 1")
           .ThrowAsJavaScriptException();
@@ -74,8 +91,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     }
     SocketError err;
     if (engine_->listen(&err) != 0) {
-      system_error(env, err.err, err.syscall, &engine_->config().listen)
-          .ThrowAsJavaScriptException();
+      ListenError(env, err).ThrowAsJavaScriptException();
       return env.Undefined();
     }
     listening_ = true;
@@ -87,6 +103,24 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     o.Set("id", Napi::Number::New(env, id_));
     o.Set("workers", Napi::Number::New(env, engine_->worker_count()));
     return o;
+  }
+
+  // A passed socket of the wrong kind is an Error with listenFd, found and expected (no errno:
+  // lib/ makes it a ListenFdError); anything else a system error, with the listening address
+  // when the engine opened the sockets itself.
+  Napi::Error ListenError(Napi::Env env, const SocketError& err) {
+    const EngineConfig& config = engine_->config();
+    if (err.fd >= 0 && !err.found.empty()) {
+      const char* expected = expected_listener(config.type);
+      Napi::Error e = Napi::Error::New(
+          env, "listen fd " + std::to_string(err.fd) + " is " + err.found + ", not " + expected);
+      e.Set("listenFd", Napi::Number::New(env, err.fd));
+      e.Set("found", Napi::String::New(env, err.found));
+      e.Set("expected", Napi::String::New(env, expected));
+      return e;
+    }
+    return system_error(env, err.err, err.syscall,
+                        config.listen_fds.empty() ? &config.listen : nullptr);
   }
 
   Napi::Value SetAllowlist(const Napi::CallbackInfo& info) {
@@ -182,6 +216,12 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     Napi::Promise p = w->Promise();
     w->Queue();
     return p;
+  }
+
+  // ping() → whether every worker answered the previous ping; sends the next (Engine::ping).
+  Napi::Value Ping(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return Napi::Boolean::New(env, listening_ && !closing_ && engine_->ping());
   }
 
   Napi::Value Hurry(const Napi::CallbackInfo& info) {

@@ -2,6 +2,7 @@
 // Any thread.
 #include "transparent_socket.h"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
@@ -116,6 +117,28 @@ UniqueFd open_upstream(SocketOptions o, SockAddr* source, const SockAddr& target
   return UniqueFd();
 }
 
+namespace {
+
+// Bursts from many clients arrive between two reads of the worker: give them room.
+constexpr int kUdpBufferSize = 8 * 1024 * 1024;
+
+// Raises SO_RCVBUF / SO_SNDBUF to kUdpBufferSize unless already that large. FORCE goes past
+// net.core.rmem_max with CAP_NET_ADMIN, which the proxy holds anyway. Best effort.
+void size_udp_buffers(int fd) {
+  const int size = kUdpBufferSize;
+  const int names[2][2] = {{SO_RCVBUF, SO_RCVBUFFORCE}, {SO_SNDBUF, SO_SNDBUFFORCE}};
+  for (const auto& name : names) {
+    int current = 0;
+    socklen_t len = sizeof current;
+    // The kernel reports twice the size that was set (it counts its bookkeeping).
+    if (getsockopt(fd, SOL_SOCKET, name[0], &current, &len) == 0 && current / 2 >= size) continue;
+    if (setsockopt(fd, SOL_SOCKET, name[1], &size, sizeof size) != 0)
+      setsockopt(fd, SOL_SOCKET, name[0], &size, sizeof size);
+  }
+}
+
+}  // namespace
+
 UniqueFd open_listener(const SockAddr& addr, int type, bool reuse_port, int backlog,
                        SocketError* err) {
   SocketOptions o;
@@ -126,21 +149,85 @@ UniqueFd open_listener(const SockAddr& addr, int type, bool reuse_port, int back
   UniqueFd fd = open_socket(o, err);
   if (!fd) return fd;
   if (bind_socket(fd.get(), addr, err) != 0) return UniqueFd();
-  if (type == SOCK_DGRAM) {
-    // Bursts from many clients arrive between two reads of the worker: give them room. FORCE
-    // goes past net.core.rmem_max with CAP_NET_ADMIN, which the proxy holds anyway.
-    int size = 8 * 1024 * 1024;
-    if (setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) != 0)
-      setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
-    if (setsockopt(fd.get(), SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size) != 0)
-      setsockopt(fd.get(), SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
-  }
+  if (type == SOCK_DGRAM) size_udp_buffers(fd.get());
   if (type == SOCK_STREAM && listen(fd.get(), backlog) != 0) {
     err->err = errno;
     err->syscall = "listen(" + addr.to_string() + ")";
     return UniqueFd();
   }
   return fd;
+}
+
+const char* expected_listener(int type) {
+  return type == SOCK_DGRAM ? "a bound UDP socket" : "a listening TCP socket";
+}
+
+int check_listener_fd(int fd, int type, SocketError* err) {
+  auto mismatch = [&](std::string found) {
+    err->err = EPROTOTYPE;
+    err->syscall = "listen fd " + std::to_string(fd);
+    err->fd = fd;
+    err->found = std::move(found);
+    return -err->err;
+  };
+  auto get = [&](int name, const char* name_text, int* value) {
+    socklen_t len = sizeof *value;
+    if (getsockopt(fd, SOL_SOCKET, name, value, &len) == 0) return true;
+    err->err = errno;
+    err->syscall = "getsockopt(" + std::to_string(fd) + ", SOL_SOCKET, " + name_text + ")";
+    return false;
+  };
+  int so_type = 0, domain = 0, protocol = 0, listening = 0;
+  if (!get(SO_TYPE, "SO_TYPE", &so_type)) {
+    if (err->err == ENOTSOCK) return mismatch("not a socket");
+    if (err->err == EBADF) return mismatch("not an open file descriptor");
+    return -err->err;
+  }
+  if (!get(SO_DOMAIN, "SO_DOMAIN", &domain) || !get(SO_PROTOCOL, "SO_PROTOCOL", &protocol) ||
+      !get(SO_ACCEPTCONN, "SO_ACCEPTCONN", &listening))
+    return -err->err;
+  const bool inet = domain == AF_INET || domain == AF_INET6;
+  const bool tcp = so_type == SOCK_STREAM && protocol == IPPROTO_TCP;
+  const bool udp = so_type == SOCK_DGRAM && protocol == IPPROTO_UDP;
+  std::string kind = so_type == SOCK_STREAM      ? "stream"
+                     : so_type == SOCK_DGRAM     ? "datagram"
+                     : so_type == SOCK_SEQPACKET ? "seqpacket"
+                                                 : "type " + std::to_string(so_type);
+  if (!inet) {
+    const std::string family =
+        domain == AF_UNIX ? "unix" : "address family " + std::to_string(domain);
+    return mismatch("a " + family + " " + kind + " socket");
+  }
+  const std::string ip = domain == AF_INET ? "an IPv4" : "an IPv6";
+  if (!tcp && !udp)
+    return mismatch(ip + " " + kind + " socket of protocol " + std::to_string(protocol));
+  if (tcp && type != SOCK_STREAM) return mismatch(ip + " TCP socket");
+  if (udp && type != SOCK_DGRAM) return mismatch(ip + " UDP socket");
+  if (tcp && !listening) return mismatch(ip + " TCP socket that is not listening");
+  if (udp) {
+    SockAddr local;
+    local.len = sizeof local.storage;
+    if (getsockname(fd, local.sa(), &local.len) == 0 && local.port() == 0)
+      return mismatch(ip + " UDP socket that is not bound");
+  }
+  return 0;
+}
+
+int adopt_listener(int fd, int type, SocketError* err) {
+  const int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+    err->err = errno;
+    err->syscall = "fcntl(" + std::to_string(fd) + ", F_SETFL, O_NONBLOCK)";
+    return -err->err;
+  }
+  const int fd_flags = fcntl(fd, F_GETFD);
+  if (fd_flags < 0 || fcntl(fd, F_SETFD, fd_flags | FD_CLOEXEC) != 0) {
+    err->err = errno;
+    err->syscall = "fcntl(" + std::to_string(fd) + ", F_SETFD, FD_CLOEXEC)";
+    return -err->err;
+  }
+  if (type == SOCK_DGRAM) size_udp_buffers(fd);
+  return 0;
 }
 
 }  // namespace mmproxy

@@ -16,6 +16,9 @@ namespace mmproxy {
 struct SocketError {
   int err = 0;          // positive errno
   std::string syscall;  // "setsockopt(IPPROTO_IP, IP_TRANSPARENT, 1)"
+  // check_listener_fd: the passed fd that is not what was asked for, and what it is instead.
+  int fd = -1;
+  std::string found;  // "an IPv4 UDP socket", "not a socket"
 };
 
 struct SocketOptions {
@@ -50,5 +53,19 @@ UniqueFd open_upstream(SocketOptions opts, SockAddr* source, const SockAddr& tar
 // reuse_port, SO_REUSEPORT so that several can share the address.
 UniqueFd open_listener(const SockAddr& addr, int type, bool reuse_port, int backlog,
                        SocketError* err);
+
+// What a passed listener of `type` must be (socket activation): "a listening TCP socket".
+const char* expected_listener(int type);
+
+// Whether fd, passed in by its owner (systemd's socket activation), can serve as a listener of
+// `type`: an AF_INET or AF_INET6 TCP socket that listens (SOCK_STREAM), or a bound UDP socket
+// (SOCK_DGRAM). 0; or -EPROTOTYPE with err->fd and err->found saying what it is instead; or the
+// -errno of a getsockopt() that failed otherwise. Changes nothing.
+int check_listener_fd(int fd, int type, SocketError* err);
+
+// Makes a checked fd a listener as open_listener would have made it: non-blocking, close-on-exec
+// and, for UDP, receive and send buffers of at least open_listener's size (a larger size that the
+// socket's owner chose stays). 0 or -errno with err filled.
+int adopt_listener(int fd, int type, SocketError* err);
 
 }  // namespace mmproxy

@@ -88,23 +88,27 @@ int UdpWorker::setup(SocketError* err) {
   }
   // A listener bound to 0.0.0.0 or :: learns each datagram's destination (IP_PKTINFO), so that
   // replies leave from the address the load balancer sent to and not from one routing picks: on
-  // a host with several addresses the load balancer would drop a reply from another one.
-  pktinfo_ = engine_.config().listen.is_unspecified();
-  if (pktinfo_) {
+  // a host with several addresses the load balancer would drop a reply from another one. Each
+  // listener's own address decides: sockets passed in (socket activation) differ from one another.
+  for (int i : owned_listeners_) {
+    const int fd = listeners[size_t(i)].get();
+    SockAddr local;
+    local.len = sizeof local.storage;
+    if (getsockname(fd, local.sa(), &local.len) != 0 || !local.is_unspecified()) continue;
+    pktinfo_ = true;
     const int one = 1;
     // An IPv6 socket reports IPv4 datagrams' destinations as IPV6_PKTINFO too (::ffff:a.b.c.d).
-    const bool v6 = engine_.config().listen.family() == AF_INET6;
-    for (int i : owned_listeners_) {
-      const int fd = listeners[size_t(i)].get();
-      const bool ok = v6 ? setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one) == 0
-                         : setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one) == 0;
-      if (!ok) {
-        err->err = errno;
-        err->syscall = v6 ? "setsockopt(IPPROTO_IPV6, IPV6_RECVPKTINFO, udp listener)"
-                          : "setsockopt(IPPROTO_IP, IP_PKTINFO, udp listener)";
-        return -err->err;
-      }
+    const bool v6 = local.family() == AF_INET6;
+    const bool ok = v6 ? setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one) == 0
+                       : setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one) == 0;
+    if (!ok) {
+      err->err = errno;
+      err->syscall = v6 ? "setsockopt(IPPROTO_IPV6, IPV6_RECVPKTINFO, udp listener)"
+                        : "setsockopt(IPPROTO_IP, IP_PKTINFO, udp listener)";
+      return -err->err;
     }
+  }
+  if (pktinfo_) {
     in_control_.resize(size_t(kBatch) * kPktinfoControlSize);
     reply_control_.resize(size_t(kBatch) * kPktinfoControlSize);
   }

@@ -98,7 +98,7 @@ class UdpWorker : public WorkerThread {
                                                     ? CMSG_SPACE(sizeof(in6_pktinfo))
                                                     : CMSG_SPACE(sizeof(in_pktinfo));
   static constexpr size_t kReplyControlSize = kSegmentControlSize + kPktinfoControlSize;
-  bool pktinfo_ = false;  // the listeners are bound to a wildcard address
+  bool pktinfo_ = false;  // some of its listeners are bound to a wildcard address
   std::vector<char> in_control_;
   std::vector<char> reply_control_;
   bool use_gso_ = true;

@@ -5,11 +5,13 @@
 // answer (a decision list) is applied before the loop goes on: no other thread is involved
 // between accept and the upstream connect. The thread that created the Driver only.
 #include <napi.h>
+#include <pthread.h>
 #include <uv.h>
 
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include <string>
 
 #include "binding.h"
 #include "engine.h"
@@ -120,6 +122,9 @@ class DriverWrap : public Napi::ObjectWrap<DriverWrap> {
           .ThrowAsJavaScriptException();
       return;
     }
+    // Named for top -H and /proc/PID/task/*/comm: "mmproxy-relay0" (15 bytes at most).
+    pthread_setname_np(pthread_self(),
+                       ("mmproxy-relay" + std::to_string(index_)).substr(0, 15).c_str());
     on_records_ = Napi::Persistent(info[2].As<Napi::Function>());
     on_end_ = Napi::Persistent(info[3].As<Napi::Function>());
     self_ = Napi::Persistent(Value());  // alive until the worker ends

@@ -1,6 +1,7 @@
 // WorkerThread: the parts of a relay worker common to TCP and UDP.
 #include "worker_thread.h"
 
+#include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -51,8 +52,18 @@ int64_t WorkerThread::take_wake() {
   uint64_t count;
   ssize_t r = read(wake_fd_.get(), &count, sizeof count);
   (void)r;
+  pings_answered_.store(pings_sent_.load(std::memory_order_acquire), std::memory_order_release);
   std::lock_guard<std::mutex> lock(wake_mu_);
   return close_deadline_ms_;
+}
+
+void WorkerThread::ping() {
+  std::lock_guard<std::mutex> lock(wake_mu_);
+  if (released_) return;
+  pings_sent_.fetch_add(1, std::memory_order_acq_rel);
+  uint64_t one = 1;
+  ssize_t r = write(wake_fd_.get(), &one, sizeof one);
+  (void)r;
 }
 
 void WorkerThread::release() {

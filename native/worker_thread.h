@@ -39,6 +39,13 @@ class WorkerThread {
   int start(SocketError* err);
   // Any thread: stop accepting now and finish by the deadline (CLOCK_MONOTONIC ms).
   void begin_close(int64_t deadline_ms);
+  // Any thread: ask the worker to show it is alive: its loop answers when it next comes round.
+  void ping();
+  // Any thread: whether every ping so far has been answered.
+  bool answered_ping() const {
+    return pings_answered_.load(std::memory_order_acquire) ==
+           pings_sent_.load(std::memory_order_acquire);
+  }
   // Any thread: this worker's counters (written only by the attached thread).
   const Counters& counters() const { return counters_; }
 
@@ -82,6 +89,11 @@ class WorkerThread {
   EpollTag wake_tag_;
 
  private:
+  // ping() counts up pings_sent_, then wakes the worker; take_wake() reads the wake fd, then
+  // copies pings_sent_ to pings_answered_. So a ping counted after that copy also woke the worker
+  // again, and every ping is answered by the loop round that follows it.
+  std::atomic<uint64_t> pings_sent_{0};
+  std::atomic<uint64_t> pings_answered_{0};
   Outbox records_;
   std::mutex wake_mu_;              // close_deadline_ms_, released_, and writes to wake_fd_
   int64_t close_deadline_ms_ = -1;  // -1: not closing

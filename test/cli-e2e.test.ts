@@ -4,122 +4,14 @@
 // exits 1 when it cannot listen and 2 on a usage error, and sets up and removes routing entries.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { v1, v2 } from './helpers/headers.js';
-import { connectAndSend, ending, requireNamespace, sleep, Upstream } from './helpers/net.js';
+import { ending, requireNamespace, roundTrip, sleep, tmpFile, Upstream } from './helpers/net.js';
 import { inFreshNetns } from './cli-netns.js';
-
-const BIN = fileURLToPath(new URL('../cli/bin.js', import.meta.url));
-
-type LogLine = Record<string, unknown> & { level: string; msg: string };
-
-/** A running `mmproxy` whose stdout is parsed line by line as JSON. */
-class Command {
-  readonly child: ChildProcess;
-  readonly lines: LogLine[] = [];
-  stderr = '';
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  #waiters: Array<() => void> = [];
-
-  constructor(args: string[], env: Record<string, string> = {}) {
-    this.child = spawn(process.execPath, [BIN, ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, ...env },
-    });
-    let buf = '';
-    this.child.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      let nl;
-      while ((nl = buf.indexOf('\n')) !== -1) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        this.lines.push(JSON.parse(line) as LogLine);
-      }
-      for (const w of this.#waiters.splice(0)) w();
-    });
-    this.child.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
-    this.exited = once(this.child, 'exit').then(([code, signal]) => ({
-      code: code as number | null,
-      signal: signal as NodeJS.Signals | null,
-    }));
-  }
-
-  /** The first log line (from index `from`) matching; fails after the timeout. */
-  async waitFor(
-    match: (l: LogLine) => boolean,
-    what: string,
-    from = 0,
-    timeoutMs = 10_000,
-  ): Promise<LogLine> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const found = this.lines.slice(from).find(match);
-      if (found) return found;
-      const left = deadline - Date.now();
-      if (left <= 0 || this.child.exitCode !== null) {
-        throw new Error(
-          `no log line: ${what}\nstdout: ${JSON.stringify(this.lines, null, 1)}\nstderr: ${this.stderr}`,
-        );
-      }
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, Math.min(left, 100));
-        this.#waiters.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-    }
-  }
-
-  msg(msg: string, from = 0): Promise<LogLine> {
-    return this.waitFor((l) => l.msg === msg, msg, from);
-  }
-
-  signal(sig: NodeJS.Signals): void {
-    this.child.kill(sig);
-  }
-
-  async stop(): Promise<void> {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
-    await this.exited;
-  }
-}
-
-function tmpFile(
-  name: string,
-  text: string,
-): { file: string; write: (t: string) => void; remove: () => void } {
-  const dir = mkdtempSync(path.join(tmpdir(), 'mmproxy-cli-'));
-  const file = path.join(dir, name);
-  writeFileSync(file, text);
-  return {
-    file,
-    write: (t) => writeFileSync(file, t),
-    remove: () => rmSync(dir, { recursive: true, force: true }),
-  };
-}
-
-/** Sends a header and a line; resolves with the echo, or null when the proxy closed instead. */
-async function roundTrip(
-  port: number,
-  header: string | Uint8Array,
-  payload = 'ping\n',
-): Promise<{ socket: net.Socket; echoed: string | null }> {
-  const socket = await connectAndSend(port, [header, payload]);
-  socket.on('error', () => {});
-  const echoed = await new Promise<string | null>((resolve) => {
-    socket.once('data', (d: Buffer) => resolve(d.toString()));
-    socket.once('close', () => resolve(null));
-    socket.once('end', () => resolve(null));
-  });
-  return { socket, echoed };
-}
+import { BIN, Command, type LogLine } from './helpers/command.js';
 
 async function startProxy(
   upstream: Upstream,

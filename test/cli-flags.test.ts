@@ -191,6 +191,25 @@ test('values convert to the units the library takes', () => {
   assert.equal('dynamicDestinationAllow' in toProxyOptions(flags([])), false);
 });
 
+test('-l, -4 and -6 take host names, from the command line or the environment', () => {
+  const f = flags(['-l', 'proxy.internal:0', '-4', 'app.internal:443', '-6', 'localhost:8443']);
+  assert.equal(f.listen, 'proxy.internal:0');
+  assert.equal(f.target4, 'app.internal:443');
+  assert.equal(f.target6, 'localhost:8443');
+  const o = toProxyOptions(f);
+  assert.equal(o.target4, 'app.internal:443');
+  const e = flags([], {
+    MMPROXY_TARGET4: 'app.internal:443',
+    MMPROXY_TARGET6: 'app6.internal:443',
+  });
+  assert.equal(e.target4, 'app.internal:443');
+  assert.equal(e.target6, 'app6.internal:443');
+  assert.throws(
+    () => flags([], { MMPROXY_TARGET4: 'app internal:443' }),
+    /MMPROXY_TARGET4 must be an IPv4 address or host name .*e\.g\. MMPROXY_TARGET4=127\.0\.0\.1:443 or MMPROXY_TARGET4=app\.internal:443/,
+  );
+});
+
 test('every flag is read from MMPROXY_* when the command line does not set it', () => {
   const env: Record<string, string> = {
     MMPROXY_LISTEN: '127.0.0.1:7000',
@@ -269,16 +288,34 @@ const BAD: Array<[string[], RegExp]> = [
   [['-l'], /flag -l needs a value, e\.g\. -l 0\.0\.0\.0:8443/],
   [['--allowed-subnets'], /flag --allowed-subnets needs a value, e\.g\. --allowed-subnets \//],
   [
-    ['-l', 'localhost:8443'],
-    /-l must be an IP address and port \(IPv6 in brackets\), e\.g\. -l 0\.0\.0\.0:8443 \(got "localhost:8443"\)/,
+    ['-l', 'local host:8443'],
+    /-l must be an IP address or host name and a port \(IPv6 in brackets; "local host" is not an IP address or host name\), e\.g\. -l 0\.0\.0\.0:8443 or -l app\.internal:8443 \(got "local host:8443"\)/,
   ],
-  [['-l', '0.0.0.0'], /-l must be an IP address and port/],
-  [['-l', '::1:80'], /-l must be an IP address and port/],
-  [['-l', '0.0.0.0:65536'], /-l must be/],
-  [['-4', '[::1]:443'], /-4 must be an IPv4 address and port.*e\.g\. -4 127\.0\.0\.1:443/],
-  [['-4', '127.0.0.1:0'], /-4 must be an IPv4 address and port/],
-  [['-6', '127.0.0.1:443'], /-6 must be an IPv6 address and port.*e\.g\. -6 \[::1\]:443/],
-  [['-6', '::1:443'], /-6 must be an IPv6 address/],
+  [['-l', '0.0.0.0'], /-l must be an IP address or host name and a port .*the port is missing/],
+  [
+    ['-l', '::1:80'],
+    /-l must be an IP address or host name and a port .*in brackets: "\[::1\]:443"/,
+  ],
+  [['-l', '0.0.0.0:65536'], /-l must be .*from 0 to 65535/],
+  [['-l', ':8443'], /-l must be .*"" is not an IP address or host name/],
+  [
+    ['-4', '[::1]:443'],
+    /-4 must be an IPv4 address or host name and a port \(IPv6 in brackets; "::1" is IPv6\), e\.g\. -4 127\.0\.0\.1:443 or -4 app\.internal:443/,
+  ],
+  [['-4', '127.0.0.1:0'], /-4 must be an IPv4 address or host name and a port .*from 1 to 65535/],
+  [['-4', 'app.internal:0'], /-4 must be .*from 1 to 65535/],
+  // A number where a name's last label would be is what inet_aton reads as an address.
+  [['-4', '127.000.0.1:443'], /-4 must be .*a host name does not end in a number/],
+  [['-4', '0x7f000001:443'], /-4 must be .*a host name does not end in a number/],
+  [['-4', 'app_internal-:443'], /-4 must be .*"app_internal-" is not an IP address or host name/],
+  [
+    ['-6', '127.0.0.1:443'],
+    /-6 must be an IPv6 address or host name and a port.*"127\.0\.0\.1" is IPv4.*e\.g\. -6 \[::1\]:443 or -6 app\.internal:443/,
+  ],
+  [['-6', '::1:443'], /-6 must be an IPv6 address or host name/],
+  [['-6', '[app.internal]:443'], /-6 must be .*only an IPv6 address goes in brackets/],
+  // Refused by the flag itself now, with the library's rule, not later by createProxy.
+  [['-6', '[fe80::1%eth0]:443'], /-6 must be .*zone indexes such as %eth0 are not supported/],
   [['-p', 'sctp'], /-p must be tcp or udp, e\.g\. -p tcp \(got "sctp"\)/],
   [['--allowed-subnets='], /--allowed-subnets must be a file path/],
   [

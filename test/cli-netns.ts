@@ -19,12 +19,15 @@ export interface ChildResult {
 
 /**
  * Runs `code` (an ES module body; `url(rel)` in it is not available, pass absolute URLs) with
- * node in a new network namespace whose `lo` is up, after the shell commands in `setup`.
+ * node in a new network namespace whose `lo` is up, after the shell commands in `setup`. With
+ * `privateMounts`, in a new mount namespace too, so that `setup` can bind-mount files over
+ * /etc/hosts and the like for this run only.
  */
 export function inFreshNetns(
   code: string,
   setup: readonly string[] = [],
   timeoutMs = 30_000,
+  { privateMounts = false }: { privateMounts?: boolean } = {},
 ): Promise<ChildResult> {
   assert.equal(
     process.env.MMPROXY_TEST_NETNS,
@@ -38,7 +41,8 @@ export function inFreshNetns(
     'exec "$0" --input-type=module -e "$1"',
   ].join('\n');
   return new Promise((resolve, reject) => {
-    const child = spawn('unshare', ['--net', 'sh', '-c', script, process.execPath, code], {
+    const namespaces = privateMounts ? ['--net', '--mount'] : ['--net'];
+    const child = spawn('unshare', [...namespaces, 'sh', '-c', script, process.execPath, code], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';

@@ -16,6 +16,7 @@ import { AllowlistError, InvalidOptionError } from '../lib/errors.js';
 
 const expectedDefaults: NormalizedOptions = {
   listen: { address: '0.0.0.0', port: 8443, family: 4 },
+  listenFds: null,
   target4: { address: '127.0.0.1', port: 443, family: 4 },
   target6: { address: '::1', port: 443, family: 6 },
   protocol: 'tcp',
@@ -74,6 +75,27 @@ const good: [ProxyOptions, Partial<NormalizedOptions>][] = [
     { target6: { address: '2001:db8::1', port: 8080, family: 6 } },
   ],
   [{ target6: { address: '::1', port: 1 } }, { target6: { address: '::1', port: 1, family: 6 } }],
+  // Names are kept as given, with the family to resolve them for (listen: either, IPv4 first).
+  [{ target4: 'app.internal:443' }, { target4: { host: 'app.internal', port: 443, family: 4 } }],
+  [{ target6: 'app.internal:443' }, { target6: { host: 'app.internal', port: 443, family: 6 } }],
+  [{ target6: 'localhost:8443' }, { target6: { host: 'localhost', port: 8443, family: 6 } }],
+  [{ listen: 'proxy.internal:0' }, { listen: { host: 'proxy.internal', port: 0, family: 0 } }],
+  [
+    { target4: 'App_1.Example-Internal.:80' },
+    { target4: { host: 'App_1.Example-Internal.', port: 80, family: 4 } },
+  ],
+  [
+    { target4: { address: 'app.internal', port: 443, family: 'IPv4' } },
+    { target4: { host: 'app.internal', port: 443, family: 4 } },
+  ],
+  [
+    { listen: { address: 'proxy.internal', port: 8443, family: 6 } },
+    { listen: { host: 'proxy.internal', port: 8443, family: 6 } },
+  ],
+  [
+    { listen: `${'a'.repeat(63)}.b:1` },
+    { listen: { host: `${'a'.repeat(63)}.b`, port: 1, family: 0 } },
+  ],
   [{ protocol: 'udp' }, { protocol: 'udp' }],
   [{ mark: 0xffffffff }, { mark: 4294967295 }],
   [{ mark: 123 }, { mark: 123 }],
@@ -104,12 +126,14 @@ test('route keeps the function it was given', () => {
 });
 
 const E = {
-  listen: 'an IP address and port such as "0.0.0.0:8443" or "[::]:8443"',
-  listenObject: 'an IP address and port such as { address: "0.0.0.0", port: 8443 }',
-  target4: 'an IPv4 address and port such as "127.0.0.1:443"',
-  target4Object: 'an IPv4 address and port such as { address: "127.0.0.1", port: 443 }',
-  target6: 'an IPv6 address and port such as "[::1]:443"',
-  target6Object: 'an IPv6 address and port such as { address: "::1", port: 443 }',
+  listen:
+    'an IP address or host name and port such as "0.0.0.0:8443", "[::]:8443" or "proxy.internal:8443"',
+  listenObject: 'an IP address or host name and port such as { address: "0.0.0.0", port: 8443 }',
+  target4: 'an IPv4 address or host name and port such as "127.0.0.1:443" or "app.internal:443"',
+  target4Object:
+    'an IPv4 address or host name and port such as { address: "127.0.0.1", port: 443 }',
+  target6: 'an IPv6 address or host name and port such as "[::1]:443" or "app.internal:443"',
+  target6Object: 'an IPv6 address or host name and port such as { address: "::1", port: 443 }',
   subnets: 'an Allowlist or a non-empty array of subnets such as ["192.0.2.0/24", "2001:db8::/32"]',
 };
 
@@ -138,14 +162,50 @@ const bad: [Record<string, unknown>, string, string][] = [
     `${E.target4}; got "127.0.0.1:+80" (the port must be a whole number from 1 to 65535)`,
   ],
   [
-    { target4: 'localhost:443' },
-    'target4',
-    `${E.target4}; got "localhost:443" ("localhost" is not an IP address)`,
-  ],
-  [
     { target4: '127.000.0.1:443' },
     'target4',
-    `${E.target4}; got "127.000.0.1:443" ("127.000.0.1" is not an IP address)`,
+    `${E.target4}; got "127.000.0.1:443" ("127.000.0.1" is not an IP address, and a host name does not end in a number)`,
+  ],
+  [
+    { target4: '0x7f000001:443' },
+    'target4',
+    `${E.target4}; got "0x7f000001:443" ("0x7f000001" is not an IP address, and a host name does not end in a number)`,
+  ],
+  [
+    { target4: 'app internal:443' },
+    'target4',
+    `${E.target4}; got "app internal:443" ("app internal" is not an IP address or host name)`,
+  ],
+  [
+    { target4: '-app.internal:443' },
+    'target4',
+    `${E.target4}; got "-app.internal:443" ("-app.internal" is not an IP address or host name)`,
+  ],
+  [
+    { target4: 'app..internal:443' },
+    'target4',
+    `${E.target4}; got "app..internal:443" ("app..internal" is not an IP address or host name)`,
+  ],
+  [
+    { target4: `${'a'.repeat(64)}.b:443` },
+    'target4',
+    `${E.target4}; got "${'a'.repeat(64)}.b:443" ("${'a'.repeat(64)}.b" is not an IP address or host name)`,
+  ],
+  [
+    { target4: 'app.internal:0' },
+    'target4',
+    `${E.target4}; got "app.internal:0" (the port must be a whole number from 1 to 65535)`,
+  ],
+  [
+    { target4: { address: 'app.internal', port: 443, family: 'IPv6' } },
+    'target4',
+    `${E.target4Object}; got {"address":"app.internal","port":443,"family":"IPv6"} ` +
+      `(family "IPv6" is not one target4 can use)`,
+  ],
+  [
+    { target6: '[app.internal]:443' },
+    'target6',
+    `${E.target6}; got "[app.internal]:443" (only an IPv6 address goes in brackets, not "app.internal")`,
   ],
   [{ target4: 443 }, 'target4', `${E.target4}; got 443`],
   [{ target4: null }, 'target4', `${E.target4}; got null`],
@@ -208,7 +268,7 @@ const bad: [Record<string, unknown>, string, string][] = [
   [
     { target6: { address: '[::1]', port: 443 } },
     'target6',
-    `${E.target6Object}; got {"address":"[::1]","port":443} ("[::1]" is not an IP address)`,
+    `${E.target6Object}; got {"address":"[::1]","port":443} ("[::1]" is not an IP address or host name)`,
   ],
   [
     { listen: '0.0.0.0:-1' },
@@ -220,7 +280,11 @@ const bad: [Record<string, unknown>, string, string][] = [
     'listen',
     `${E.listen}; got "0.0.0.0:99999" (the port must be a whole number from 0 to 65535)`,
   ],
-  [{ listen: ':8443' }, 'listen', `${E.listen}; got ":8443" ("" is not an IP address)`],
+  [
+    { listen: ':8443' },
+    'listen',
+    `${E.listen}; got ":8443" ("" is not an IP address or host name)`,
+  ],
   [{ listen: '' }, 'listen', `${E.listen}; got "" (the port is missing)`],
   [
     { listen: { address: '0.0.0.0', port: 1.5 } },
@@ -360,7 +424,7 @@ test('the options object itself must be an object', () => {
 test('unknown options are named, with a suggestion and the valid names', () => {
   const valid =
     'listen, target4, target6, protocol, allowedSubnets, allowedSubnetsFile, mark, listeners, ' +
-    'workers, closeAfter, headerTimeout, drainTimeout, maxConnections, maxFlows, ' +
+    'listenFds, workers, closeAfter, headerTimeout, drainTimeout, maxConnections, maxFlows, ' +
     'dynamicDestination, dynamicDestinationAllow, local, route, verbosity';
   assert.throws(() => normalizeOptions({ targt4: '127.0.0.1:443' } as ProxyOptions), {
     name: 'InvalidOptionError',

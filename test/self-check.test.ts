@@ -153,6 +153,46 @@ test('in the test namespace (rules for table 123 present) every check passes', a
   }
 });
 
+test('a target given by name is resolved as the proxy resolves it, and says what it chose', async () => {
+  const up = await upstream();
+  try {
+    const items = await selfCheck({
+      target4: `localhost:${up.port}`,
+      target6: `localhost:${up.port}`,
+    });
+    assert.deepEqual(statusById(items), {
+      'name-ipv4': 'ok',
+      'transparent-ipv4': 'ok',
+      'routing-ipv4': 'ok',
+      'target-ipv4': 'ok',
+      'spoofed-ipv4': 'ok',
+      'name-ipv6': 'ok',
+      'transparent-ipv6': 'ok',
+      'routing-ipv6': 'ok',
+      'target-ipv6': 'ok',
+      'spoofed-ipv6': 'ok',
+    });
+    const name6 = items.find((i) => i.id === 'name-ipv6')!;
+    assert.equal(name6.title, 'IPv6 target name localhost');
+    assert.equal(name6.detail, 'resolves to ::1; the proxy uses ::1');
+    assert.equal(
+      items.find((i) => i.id === 'target-ipv6')!.title,
+      `IPv6 target [::1]:${up.port} accepts connections`,
+    );
+  } finally {
+    up.server.close();
+  }
+  // A name that does not resolve (.invalid never does) and a value that is no name at all.
+  const bad = await selfCheck({ target4: 'nothing.invalid:443', target6: 'no name:443' });
+  assert.deepEqual(statusById(bad), { 'name-ipv4': 'fail', 'target-ipv6': 'fail' });
+  assert.match(bad[0]!.detail, /^cannot resolve "nothing\.invalid" to an IPv4 address: /);
+  assert.match(bad[0]!.fix[0]!, /-4 127\.0\.0\.1:443/);
+  assert.equal(
+    bad[1]!.detail,
+    '"no name:443" is not an IPv6 address or host name and port: "no name" is not an IP address or host name',
+  );
+});
+
 test('a target nobody listens on fails with the command that fixes it', async () => {
   const up = await upstream();
   up.server.close();

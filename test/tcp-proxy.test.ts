@@ -275,8 +275,10 @@ describe('framing', () => {
     const socket = await connectAndSend(port, ['GET / HTTP/1.1\r\n']);
     const started = Date.now();
     await ending(socket);
-    proxy.off('reject', listener);
     assert.ok(Date.now() - started < 300, 'closed before the header timeout');
+    // Events come from the worker threads asynchronously.
+    await until(() => rejects.length > 0, 'the reject event');
+    proxy.off('reject', listener);
     assert.equal(rejects[0]?.reason, 'badHeader');
     assert.equal((rejects[0]?.error as { code?: string }).code, 'ERR_PROXY_BAD_SIGNATURE');
   });
@@ -287,6 +289,7 @@ describe('framing', () => {
     proxy.on('reject', listener);
     const socket = await connectAndSend(port, ['PROXY TCP4 192.0.2.1 127.0.0.1 99999 443\r\n']);
     await ending(socket);
+    await until(() => rejects.length > 0, 'the reject event');
     proxy.off('reject', listener);
     assert.equal(rejects[0]?.reason, 'badHeader');
     assert.match(String((rejects[0]?.error as { code?: string }).code), /^ERR_PROXY_V1_/);

@@ -13,6 +13,7 @@ import {
   normalizeOptions,
   Proxy,
   ProxyProtocolError,
+  ResolveError,
   selfCheck,
   type CheckItem,
   type ConnectionInfo,
@@ -22,6 +23,7 @@ import {
   type RejectInfo,
   type RouteHook,
   type SystemError,
+  type TargetResolution,
 } from 'mmproxy-native';
 import { decodeHeader as decodeFromCodecEntry } from 'mmproxy-native/codec';
 
@@ -152,6 +154,20 @@ try {
 } catch (err) {
   if (err instanceof ProxyProtocolError) console.error(err.code, err.message);
 }
+
+// --- Host names ----------------------------------------------------------------------------
+const named = createProxy({ listen: 'localhost:0', target4: 'app.internal:443' });
+try {
+  await named.listen();
+} catch (err) {
+  if (err instanceof ResolveError) console.error(err.option, err.host, err.family, err.reason);
+}
+const resolutions: TargetResolution[] = await named.resolveTargets();
+const inForce: string | undefined = named.targets.target4?.address;
+console.log(
+  resolutions.map((r) => [r.option, r.host, r.address, r.previous, r.changed]),
+  inForce,
+);
 
 // --- Self-check ----------------------------------------------------------------------------
 for (const item of await selfCheck({ target4: '127.0.0.1:443', target6: '[::1]:443' })) {

@@ -1,10 +1,12 @@
 // Test helpers for real sockets in the test namespace: an upstream server that records what it
-// saw, PROXY clients, and small waiting utilities.
+// saw, PROXY clients, temporary files and small waiting utilities.
 import net from 'node:net';
 import { once } from 'node:events';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 
 /** Fails the test early, with a clear message, when not run through test/run.js. */
@@ -191,4 +193,35 @@ export function runWithCapabilities(script: string, keep: readonly string[] = []
   );
   assert.equal(r.status, 0, r.stderr);
   return JSON.parse(r.stdout);
+}
+
+/** A file in a fresh temporary directory, to rewrite and to remove with its directory. */
+export function tmpFile(
+  name: string,
+  text: string,
+): { file: string; write: (t: string) => void; remove: () => void } {
+  const dir = mkdtempSync(path.join(tmpdir(), 'mmproxy-cli-'));
+  const file = path.join(dir, name);
+  writeFileSync(file, text);
+  return {
+    file,
+    write: (t) => writeFileSync(file, t),
+    remove: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+/** Sends a header and a line; resolves with the echo, or null when the proxy closed instead. */
+export async function roundTrip(
+  port: number,
+  header: string | Uint8Array,
+  payload = 'ping\n',
+): Promise<{ socket: net.Socket; echoed: string | null }> {
+  const socket = await connectAndSend(port, [header, payload]);
+  socket.on('error', () => {});
+  const echoed = await new Promise<string | null>((resolve) => {
+    socket.once('data', (d: Buffer) => resolve(d.toString()));
+    socket.once('close', () => resolve(null));
+    socket.once('end', () => resolve(null));
+  });
+  return { socket, echoed };
 }
