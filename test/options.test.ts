@@ -425,7 +425,7 @@ test('unknown options are named, with a suggestion and the valid names', () => {
   const valid =
     'listen, target4, target6, protocol, allowedSubnets, allowedSubnetsFile, mark, listeners, ' +
     'listenFds, workers, closeAfter, headerTimeout, drainTimeout, maxConnections, maxFlows, ' +
-    'dynamicDestination, dynamicDestinationAllow, local, route, verbosity';
+    'dynamicDestination, dynamicDestinationAllow, local, route, routeModule, verbosity';
   assert.throws(() => normalizeOptions({ targt4: '127.0.0.1:443' } as ProxyOptions), {
     name: 'InvalidOptionError',
     option: 'targt4',

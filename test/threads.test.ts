@@ -379,3 +379,48 @@ describe('events', () => {
     }
   });
 });
+
+describe('mmproxy --route FILE', () => {
+  test('a module that cannot be loaded stops the start (exit 1) with a line naming the file', async () => {
+    const file = path.join(dir, 'absent-route.mjs');
+    const bin = new URL('../cli/bin.js', import.meta.url).pathname;
+    const child = spawn(
+      process.execPath,
+      [bin, '-l', '127.0.0.1:0', '-4', up4.endpoint, '--route', file],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const [code] = (await once(child, 'exit')) as [number];
+    assert.equal(code, 1, out);
+    assert.ok(out.includes(pathToFileURL(file).href), out);
+  });
+
+  test('a module that loads decides in the relay threads', async () => {
+    const file = await moduleFile(
+      'cli-route.mjs',
+      `export function route(r) { return r.client?.port === 6001 ? undefined : false; }`,
+    );
+    const bin = new URL('../cli/bin.js', import.meta.url).pathname;
+    const child = spawn(
+      process.execPath,
+      [bin, '-l', '127.0.0.1:0', '-4', up4.endpoint, '--route', file, '-v', '2'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    try {
+      await until(() => /"localAddr":"127\.0\.0\.1:(\d+)"/.test(out), 'the listening line', 10_000);
+      const port = Number(/"localAddr":"127\.0\.0\.1:(\d+)"/.exec(out)![1]);
+      assert.equal(await tryEcho(port, 6001), 'ping');
+      assert.equal(await tryEcho(port, 6002), 'closed');
+    } finally {
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+    }
+  });
+});
