@@ -19,6 +19,9 @@ function findTests(dir) {
   });
 }
 
+const TEST_TIMEOUT_MS = 120_000;
+const RUN_TIMEOUT_MS = 20 * 60_000;
+
 const filters = process.argv.slice(2);
 const files = findTests(testDir)
   .filter((f) => filters.length === 0 || filters.some((s) => f.includes(s)))
@@ -62,10 +65,17 @@ const result = spawnSync(
     'sh',
     process.execPath,
     '--test',
+    // A test that hangs fails by itself (the longest, backpressure, takes about 30 s).
+    `--test-timeout=${TEST_TIMEOUT_MS}`,
     ...files,
   ],
-  { stdio: 'inherit', cwd: root },
+  { stdio: 'inherit', cwd: root, timeout: RUN_TIMEOUT_MS, killSignal: 'SIGKILL' },
 );
+if (result.error?.code === 'ETIMEDOUT') {
+  console.error(
+    `the test run did not end within ${RUN_TIMEOUT_MS / 60_000} minutes and was stopped`,
+  );
+}
 // Said, not skipped in silence: the long runs are commands of their own.
 console.log(
   '# not in npm test: libFuzzer (npm run fuzz, needs clang and libFuzzer), sanitizers ' +

@@ -68,7 +68,11 @@ async function tryEcho(port: number, clientPort: number, payload = 'ping'): Prom
       data += d.toString();
       if (data === payload) resolve(data);
     });
-    socket.on('close', () => resolve(data === '' ? 'closed' : data));
+    // A refused connection ends with a reset or, when the proxy had read all it was sent, a
+    // FIN; the socket is half-open (allowHalfOpen), so its end counts as closed too.
+    const closed = () => resolve(data === '' ? 'closed' : data);
+    socket.on('end', closed);
+    socket.on('close', closed);
     socket.on('error', () => {});
   });
   socket.destroy();
