@@ -114,6 +114,8 @@ export interface NativeDriver {
   decide(decisions: NativeDecisionList): void;
   /** Whether the connection or flow still waits for its decision. */
   pending(id: number): boolean;
+  /** Stops driving the worker from this thread, which is going away (no JavaScript may run). */
+  halt(): void;
   ref(): void;
   unref(): void;
 }

@@ -356,7 +356,6 @@ export class Proxy extends EventEmitter<ProxyEvents> {
         execArgv: workerExecArgv(),
         name: `mmproxy-native relay ${index}`,
       });
-      if (this.#unref) worker.unref();
       this.#workers.push(worker);
       let started = false;
       ready.push(
@@ -401,6 +400,8 @@ export class Proxy extends EventEmitter<ProxyEvents> {
         }),
       );
     }
+    // After the listeners above: adding a 'message' listener refs the worker again.
+    if (this.#unref) for (const w of this.#workers) w.unref();
     const results = await Promise.allSettled(ready);
     const failure = results.find((r) => r.status === 'rejected');
     if (failure) throw (failure as PromiseRejectedResult).reason;

@@ -143,6 +143,9 @@ async function main(): Promise<void> {
     return;
   }
   decider.attach(driver);
+  // process.exit() in this thread (a route module's, say): no round may run while it is torn
+  // down; the native teardown ends the worker's connections.
+  process.once('exit', () => driver.halt());
   port.on('message', (m: ToWorker) => {
     if (m.type === 'targets') decider.setTargets(m.target4, m.target6);
   });

@@ -97,7 +97,11 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     listening_ = true;
     id_ = register_engine(engine_);
     // At exit, worker threads are stopped (which ends their workers) before this runs.
-    cleanup_ = env.AddCleanupHook(std::function<void()>([this] { engine_->hurry(); }));
+    cleanup_ = env.AddCleanupHook(std::function<void()>([this] {
+      // node-addon-api frees the hook once it has run: it must not be removed again.
+      has_cleanup_ = false;
+      engine_->hurry();
+    }));
     has_cleanup_ = true;
     Napi::Object o = endpoint_to_js(env, engine_->local_address());
     o.Set("id", Napi::Number::New(env, id_));

@@ -101,6 +101,7 @@ class DriverWrap : public Napi::ObjectWrap<DriverWrap> {
                            InstanceMethod<&DriverWrap::Pending>("pending"),
                            InstanceMethod<&DriverWrap::Ref>("ref"),
                            InstanceMethod<&DriverWrap::Unref>("unref"),
+                           InstanceMethod<&DriverWrap::HaltMethod>("halt"),
                        });
   }
 
@@ -164,7 +165,7 @@ class DriverWrap : public Napi::ObjectWrap<DriverWrap> {
 
   // One round of the worker's events, its decisions, and when to come back.
   void Run() {
-    if (ended_ || running_) return;
+    if (ended_ || running_ || halted_) return;
     running_ = true;
     Napi::HandleScope scope(env_);
     const bool alive = worker_->round();
@@ -177,8 +178,23 @@ class DriverWrap : public Napi::ObjectWrap<DriverWrap> {
     Schedule();
   }
 
+  // Stops watching the worker without ending it: its thread is going away, and Teardown() ends
+  // it without running JavaScript.
+  void Halt() {
+    halted_ = true;
+    if (handles_ != nullptr) {
+      uv_poll_stop(&handles_->poll);
+      uv_timer_stop(&handles_->timer);
+    }
+  }
+
+  Napi::Value HaltMethod(const Napi::CallbackInfo& info) {
+    Halt();
+    return info.Env().Undefined();
+  }
+
   void Schedule() {
-    if (ended_) return;
+    if (ended_ || halted_) return;
     const int wait = worker_->next_wait_ms();
     if (wait < 0) {
       uv_timer_stop(&handles_->timer);
@@ -280,6 +296,9 @@ class DriverWrap : public Napi::ObjectWrap<DriverWrap> {
         napi_make_callback(env_, *context_, Value(), fn.Value(), count, args, &result);
     if (status != napi_ok) {
       Fatal();
+      // JavaScript can no longer run here (the thread is being terminated, or the exception
+      // ends it): no more rounds from this loop; the teardown hook ends the worker.
+      Halt();
       return Napi::Value();
     }
     return Napi::Value(env_, result);
@@ -380,6 +399,7 @@ class DriverWrap : public Napi::ObjectWrap<DriverWrap> {
   bool has_cleanup_ = false;
   bool ended_ = false;
   bool running_ = false;
+  bool halted_ = false;  // by Halt(): no more rounds from this thread's loop
   bool delivering_ = false;
 };
 

@@ -289,6 +289,24 @@ describe('a relay worker thread that dies', () => {
     await until(() => threadCount() <= threadsBefore, `threads back to ${threadsBefore}`);
     await until(() => openFds().length <= fdsBefore, `descriptors back to ${fdsBefore}`);
   });
+  test('that exits amid a burst of connections does not abort the process', async () => {
+    const file = await moduleFile(
+      'dies-in-burst.mjs',
+      `export function route(request) {
+        if (request.client?.port === 1666) process.exit(7);
+        return undefined;
+      }`,
+    );
+    const { proxy, port } = await startProxy({ routeModule: file, workers: 1 });
+    const errors: Error[] = [];
+    proxy.on('error', (e) => errors.push(e));
+    // Connections still queued while the thread is torn down must not run a round there.
+    await Promise.all(
+      Array.from({ length: 200 }, (_, i) => tryEcho(port, i === 100 ? 1666 : 7000 + i)),
+    );
+    await until(() => errors.length === 1, "the proxy's 'error'");
+    await proxy.close();
+  });
 });
 
 describe('a late answer for a connection that has gone', () => {
@@ -427,4 +445,27 @@ describe('mmproxy --route FILE', () => {
       await once(child, 'exit');
     }
   });
+});
+
+describe('unref()', () => {
+  for (const when of ['after'] as ('before' | 'after')[]) {
+    test(`${when} listen(): the process ends by itself, cleanly`, async () => {
+      const proxyUrl = new URL('../lib/proxy.js', import.meta.url).href;
+      const code = `
+        const { createProxy } = await import(${JSON.stringify(proxyUrl)});
+        const p = createProxy({ listen: '127.0.0.1:0', target4: '127.0.0.1:9', workers: 2 });
+        ${when === 'before' ? 'p.unref(); await p.listen();' : 'await p.listen(); p.unref();'}
+      `;
+      const child = spawn(process.execPath, ['--input-type=module', '-e', code], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      let err = '';
+      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      const [exitCode, signal] = (await once(child, 'exit')) as [number | null, string | null];
+      clearTimeout(timer);
+      assert.equal(signal, null, `killed (still alive after 5 s?) ${err}`);
+      assert.equal(exitCode, 0, err);
+    });
+  }
 });
