@@ -400,11 +400,12 @@ export class Proxy extends EventEmitter<ProxyEvents> {
         }),
       );
     }
-    // After the listeners above: adding a 'message' listener refs the worker again.
-    if (this.#unref) for (const w of this.#workers) w.unref();
     const results = await Promise.allSettled(ready);
     const failure = results.find((r) => r.status === 'rejected');
     if (failure) throw (failure as PromiseRejectedResult).reason;
+    // Only now: starting threads keep the process alive until listen() has resolved, as a
+    // net.Server's listen() completes even when unref() came first.
+    if (this.#unref) for (const w of this.#workers) w.unref();
   }
 
   /** A worker thread could not start: the error names what failed (the route module). */
@@ -418,7 +419,22 @@ export class Proxy extends EventEmitter<ProxyEvents> {
 
   /** Closes the engine (draining until `drainMs`), then waits for every thread to exit. */
   async #stopWorkers(engine: NativeEngine, drainMs = 0): Promise<void> {
-    await engine.close(drainMs);
+    // A relay thread whose JavaScript never returns (a route module in an endless loop) cannot
+    // end its worker: past the drain deadline and a grace it is terminated, and the worker's
+    // teardown ends its connections, so close() keeps its deadline.
+    let stuck: NodeJS.Timeout | undefined;
+    const closed = engine.close(drainMs);
+    await Promise.race([
+      closed,
+      new Promise<void>((resolve) => {
+        stuck = setTimeout(() => {
+          for (const w of this.#workers) void w.terminate();
+          resolve();
+        }, drainMs + WORKER_EXIT_GRACE_MS);
+      }),
+    ]);
+    clearTimeout(stuck);
+    await closed;
     const exits = Promise.all(this.#workerExits);
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<void>((resolve) => {

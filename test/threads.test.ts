@@ -61,7 +61,12 @@ async function startProxy(options: ProxyOptions = {}): Promise<{ proxy: Proxy; p
 
 /** Sends a v1 header from 192.0.2.1:clientPort and payload; the echo, or why there was none. */
 async function tryEcho(port: number, clientPort: number, payload = 'ping'): Promise<string> {
-  const socket = await connectAndSend(port, [v1('192.0.2.1', clientPort), payload]);
+  // A proxy that resets connections still in its accept queue (a relay thread that went away)
+  // fails the connect itself.
+  const socket = await connectAndSend(port, [v1('192.0.2.1', clientPort), payload]).catch(
+    () => null,
+  );
+  if (socket === null) return 'closed';
   const got = await new Promise<string>((resolve) => {
     let data = '';
     socket.on('data', (d: Buffer) => {
@@ -301,11 +306,46 @@ describe('a relay worker thread that dies', () => {
     const errors: Error[] = [];
     proxy.on('error', (e) => errors.push(e));
     // Connections still queued while the thread is torn down must not run a round there.
-    await Promise.all(
+    const answers = Promise.all(
       Array.from({ length: 200 }, (_, i) => tryEcho(port, i === 100 ? 1666 : 7000 + i)),
     );
     await until(() => errors.length === 1, "the proxy's 'error'");
+    // With its only relay thread gone nobody accepts: connections still in the listen queue
+    // wait until close(), which ends every one of them.
     await proxy.close();
+    const got = await answers;
+    assert.equal(got.length, 200);
+    assert.ok(
+      got.every((a) => a === 'ping' || a === 'closed'),
+      got.join(),
+    );
+    assert.equal(got[100], 'closed');
+  });
+});
+
+describe('a relay thread whose route module never returns', () => {
+  test('does not stop close() from keeping its deadline, and leaves nothing behind', async () => {
+    const threadsBefore = threadCount();
+    const fdsBefore = openFds().length;
+    const file = await moduleFile(
+      'spins.mjs',
+      `export function route(request) {
+        if (request.client?.port === 1777) for (;;) {}
+        return undefined;
+      }`,
+    );
+    const { proxy, port } = await startProxy({ routeModule: file, workers: 1 });
+    assert.equal(await tryEcho(port, 1001), 'ping');
+    const stuck = connectAndSend(port, [v1('192.0.2.1', 1777), 'ping']).then(ending);
+    await sleep(200); // the thread is now inside the endless loop
+    const started = Date.now();
+    await proxy.close({ drainTimeout: 100 });
+    const took = Date.now() - started;
+    // The drain deadline, then the grace for a thread that does not answer (2 s).
+    assert.ok(took < 4000, `close() took ${took} ms`);
+    assert.equal(await stuck, 'reset');
+    await until(() => threadCount() <= threadsBefore, `threads back to ${threadsBefore}`);
+    await until(() => openFds().length <= fdsBefore, `descriptors back to ${fdsBefore}`);
   });
 });
 
@@ -448,24 +488,28 @@ describe('mmproxy --route FILE', () => {
 });
 
 describe('unref()', () => {
-  for (const when of ['after'] as ('before' | 'after')[]) {
+  for (const when of ['before', 'after'] as const) {
     test(`${when} listen(): the process ends by itself, cleanly`, async () => {
       const proxyUrl = new URL('../lib/proxy.js', import.meta.url).href;
       const code = `
         const { createProxy } = await import(${JSON.stringify(proxyUrl)});
         const p = createProxy({ listen: '127.0.0.1:0', target4: '127.0.0.1:9', workers: 2 });
         ${when === 'before' ? 'p.unref(); await p.listen();' : 'await p.listen(); p.unref();'}
+        console.log('listening on', p.address().port);
       `;
       const child = spawn(process.execPath, ['--input-type=module', '-e', code], {
-        stdio: ['ignore', 'ignore', 'pipe'],
+        stdio: ['ignore', 'pipe', 'pipe'],
       });
+      let out = '';
       let err = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
       child.stderr.on('data', (d: Buffer) => (err += d.toString()));
       const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
       const [exitCode, signal] = (await once(child, 'exit')) as [number | null, string | null];
       clearTimeout(timer);
       assert.equal(signal, null, `killed (still alive after 5 s?) ${err}`);
       assert.equal(exitCode, 0, err);
+      assert.match(out, /^listening on \d+$/m, 'listen() resolved before the process ended');
     });
   }
 });
